@@ -1,0 +1,23 @@
+PYTHON ?= python3
+TORCH_PIN ?= torch==2.13.0
+
+.PHONY: install demo test test-slow lint bench
+
+install:
+	$(PYTHON) -m pip install --quiet $(TORCH_PIN)
+	$(PYTHON) -m pip install --quiet -e ".[test]"
+
+demo: install
+	searnn train --task ocr --objective mle --run-dir runs/demo --config configs/ocr/mle.yaml --epochs 8
+
+test: install
+	$(PYTHON) -m pytest -q
+
+test-slow: install
+	$(PYTHON) -m pytest -q -m slow
+
+lint:
+	ruff check src tests benchmarks
+
+bench: install
+	$(PYTHON) benchmarks/bench_searnn_speed.py
