@@ -1,0 +1,12 @@
+"""Registered training objectives: name -> Objective class (its ``config_class`` holds the options)."""
+
+from __future__ import annotations
+
+from searnn.objectives.base import LossOutput, Objective, ObjectiveConfig, normalize
+from searnn.objectives.mle import MleObjective
+
+OBJECTIVES: dict[str, type[Objective]] = {
+    "mle": MleObjective,
+}
+
+__all__ = ["OBJECTIVES", "LossOutput", "Objective", "ObjectiveConfig", "normalize"]

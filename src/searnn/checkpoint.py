@@ -1,0 +1,91 @@
+"""Run directories: resolved config, vocabularies, checkpoints (atomic writes), metrics log."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from searnn.config import RunConfig, load_run_config
+from searnn.errors import ConfigError
+
+CONFIG, METRICS_LOG, RESULTS, LAST, BEST = "config.yaml", "metrics.jsonl", "results.json", "last.pt", "best.pt"
+
+# Options that may change when a run is resumed (they do not change what is being trained).
+RESUMABLE_CHANGES = {
+    "epochs", "progress", "device", "threads", "checkpoint_minutes", "eval_batch_size", "time_budget",
+    "early_stop",
+}
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file then rename, so a kill never leaves a half-written checkpoint."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
+    """Keys whose values differ between two configs, ignoring :data:`RESUMABLE_CHANGES`."""
+    a, b = old.to_dict(), new.to_dict()
+    diffs = []
+    for section in a:
+        for key in sorted(set(a[section]) | set(b.get(section, {}))):
+            if key in RESUMABLE_CHANGES or key == "run_dir":
+                continue
+            va, vb = a[section].get(key), b.get(section, {}).get(key)
+            if va != vb:
+                diffs.append(f"{key}: saved {va!r}, now {vb!r}")
+    return diffs
+
+
+def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
+    """Create the run dir or check that it holds the same run. Returns (path, resuming)."""
+    run_dir = Path(cfg.train.run_dir)
+    cfg_path = run_dir / CONFIG
+    if cfg_path.exists():
+        saved = load_run_config(cfg_path)
+        diffs = config_differences(saved, cfg)
+        if diffs:
+            raise ConfigError(
+                f"{run_dir} holds a run with a different config ({'; '.join(diffs)}); "
+                "use another --run-dir, or delete that directory to start over"
+            )
+        resuming = (run_dir / LAST).exists()
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resuming = False
+    cfg.save(cfg_path)
+    return run_dir, resuming
+
+
+def rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+
+
+def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

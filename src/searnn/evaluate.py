@@ -1,0 +1,68 @@
+"""Evaluation: decode a split with the model and score it with the task's corpus metric."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from searnn.config import TrainConfig
+from searnn.data.batch import Example, make_batches
+from searnn.data.task import TaskData
+from searnn.decoding import decode_batch
+from searnn.metrics import METRICS
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module,
+    task: TaskData,
+    examples: Sequence[Example],
+    cfg: TrainConfig,
+    device: torch.device,
+) -> list[list[int]]:
+    """Decode ``examples`` (greedy or beam per ``cfg.beam``); returns target ids per example, in order."""
+    was_training = model.training
+    model.eval()
+    out: list[list[int]] = [[] for _ in examples]
+    for batch in make_batches(examples, cfg.eval_batch_size, shuffle=False):
+        batch = batch.to(device)
+        hyps = decode_batch(
+            model,
+            batch,
+            fixed_length=task.fixed_length,
+            beam=cfg.beam,
+            max_len=cfg.max_decode_len,
+            len_norm=cfg.len_norm,
+        )
+        for i, hyp in zip(batch.index.tolist(), hyps, strict=True):
+            out[i] = list(hyp)
+    model.train(was_training)
+    return out
+
+
+def references(examples: Sequence[Example]) -> list[list[list[int]]]:
+    """Reference id sequences per example (the target, plus any extra references)."""
+    return [[ex.tgt] + list(ex.refs or []) for ex in examples]
+
+
+def score(task: TaskData, hyps: list[list[int]], examples: Sequence[Example]) -> dict[str, object]:
+    """Corpus metric of ``hyps`` against the examples' references: ``{metric: value, 'details', 'signature'}``."""
+    result = METRICS[task.metric](hyps, references(examples), task.tgt_vocab, examples)
+    return {task.metric: result.value, "details": result.details, "signature": result.signature}
+
+
+def evaluate(
+    model: torch.nn.Module,
+    task: TaskData,
+    split: str,
+    cfg: TrainConfig,
+    device: torch.device,
+    limit: int = 0,
+) -> dict[str, object]:
+    """Decode and score one split (optionally its first ``limit`` examples)."""
+    examples = task.split(split)
+    if limit:
+        examples = examples[:limit]
+    hyps = predict(model, task, examples, cfg, device)
+    return score(task, hyps, examples)

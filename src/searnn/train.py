@@ -1,0 +1,354 @@
+"""The training loop: one objective-agnostic loop with validation, model selection and resumption.
+
+``run(cfg)`` trains ``cfg.train.epochs`` epochs of ``cfg.train.objective`` on ``cfg.train.task``,
+validates after every epoch (and decays the learning rate on plateaus), keeps the best-on-validation
+checkpoint, evaluates it once on the test split and writes ``results.json``. The run directory holds
+``config.yaml`` (resolved config), ``metrics.jsonl`` (one JSON record per epoch), ``last.pt`` (everything
+needed to resume, also written mid-epoch every ``checkpoint_minutes``) and ``best.pt``. Running the same
+command again resumes from ``last.pt``; a finished run is not retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+import searnn
+from searnn import checkpoint as ckpt
+from searnn.config import RunConfig
+from searnn.data.batch import make_batches
+from searnn.data.registry import load_task
+from searnn.data.task import TaskData
+from searnn.errors import SearnnError
+from searnn.evaluate import evaluate
+from searnn.models import Seq2Seq
+from searnn.objectives import OBJECTIVES
+
+
+class TrainingError(SearnnError):
+    """Training cannot go on (non-finite loss, ...)."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise SearnnError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise SearnnError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def build_model(cfg: RunConfig, task: TaskData) -> Seq2Seq:
+    return Seq2Seq(cfg.model, [len(v) for v in task.src_vocabs], task.src_feature_dim, len(task.tgt_vocab))
+
+
+def save_vocabs(run_dir: Path, task: TaskData) -> None:
+    data = {"tgt": task.tgt_vocab.to_json(), "src": [v.to_json() for v in task.src_vocabs]}
+    ckpt.atomic_write_text(json.dumps(data), run_dir / "vocab.json")
+
+
+def check_vocabs(run_dir: Path, task: TaskData) -> None:
+    """The task rebuilt from the config must give the vocabularies the model was trained with."""
+    path = run_dir / "vocab.json"
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    now = {"tgt": task.tgt_vocab.to_json(), "src": [v.to_json() for v in task.src_vocabs]}
+    if saved != now:
+        raise SearnnError(f"{run_dir}: the data gives different vocabularies than the saved model's")
+
+
+class Plateau:
+    """Multiply the learning rate by ``factor`` after ``patience`` epochs without validation gain."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, factor: float, patience: int, min_lr: float):
+        self.optimizer, self.factor, self.patience, self.min_lr = optimizer, factor, patience, min_lr
+        self.bad_epochs = 0
+
+    def step(self, improved: bool) -> None:
+        self.bad_epochs = 0 if improved else self.bad_epochs + 1
+        if self.bad_epochs > self.patience:
+            for group in self.optimizer.param_groups:
+                group["lr"] = max(group["lr"] * self.factor, self.min_lr)
+            self.bad_epochs = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.bad_epochs = state["bad_epochs"]
+
+
+@dataclass
+class LoopState:
+    """Where training stands; saved in ``last.pt``."""
+
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # batches of the current epoch already trained (mid-epoch checkpoints)
+    best: float | None = None
+    best_epoch: int = -1
+    train_seconds: float = 0.0  # cumulative, excluding evaluation
+    stopped: str = ""
+    sums: dict[str, float] = field(default_factory=dict)  # running sums of the current epoch
+    epoch_seconds: float = 0.0
+
+
+def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    t = cfg.train
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+
+
+def is_better(value: float, best: float | None, lower_is_better: bool) -> bool:
+    if best is None:
+        return True
+    return value < best if lower_is_better else value > best
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Trainer:
+    """Holds the pieces of one run; :meth:`fit` is the loop."""
+
+    def __init__(self, cfg: RunConfig):
+        self.cfg = cfg
+        t = cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        self.device = resolve_device(t.device)
+        if not t.run_dir:
+            raise SearnnError("--run-dir is required")
+        self.run_dir, self.resuming = ckpt.prepare_run_dir(cfg)
+        seed_everything(t.seed)
+        self.task = load_task(t.task, cfg.task)
+        if not self.task.train:
+            raise SearnnError(f"task {t.task}: the training split is empty")
+        if self.resuming:
+            check_vocabs(self.run_dir, self.task)
+        save_vocabs(self.run_dir, self.task)
+        self.model = build_model(cfg, self.task).to(self.device)
+        self.objective = OBJECTIVES[t.objective](cfg.objective, self.task)
+        self.optimizer = make_optimizer(cfg, self.model)
+        self.plateau = Plateau(self.optimizer, t.lr_decay, t.lr_patience, t.min_lr)
+        self.state = LoopState()
+        if self.resuming:
+            self.load_last()
+        elif t.warm_start:
+            self.warm_start(Path(t.warm_start))
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_last(self) -> None:
+        ckpt.atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "plateau": self.plateau.state_dict(),
+                "state": asdict(self.state),
+                "rng": ckpt.rng_state(),
+                "objective": getattr(self.objective, "state_dict", dict)(),
+            },
+            self.run_dir / ckpt.LAST,
+        )
+
+    def load_last(self) -> None:
+        data = torch.load(self.run_dir / ckpt.LAST, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(data["model"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.plateau.load_state_dict(data["plateau"])
+        self.state = LoopState(**data["state"])
+        ckpt.set_rng_state(data["rng"])
+        if hasattr(self.objective, "load_state_dict"):
+            self.objective.load_state_dict(data.get("objective", {}))
+        log(f"resuming {self.run_dir} at epoch {self.state.epoch + 1}, batch {self.state.batch}")
+
+    def warm_start(self, source: Path) -> None:
+        path = source / ckpt.BEST if source.is_dir() else source
+        if not path.exists():
+            raise SearnnError(f"--warm-start {source}: no checkpoint at {path}")
+        data = torch.load(path, map_location=self.device, weights_only=False)
+        try:
+            self.model.load_state_dict(data["model"])
+        except RuntimeError as e:
+            raise SearnnError(f"--warm-start {path}: the checkpoint does not fit this model ({e})") from None
+        log(f"warm start from {path}")
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def train_epoch(self, epoch: int) -> bool:
+        """Train one epoch (from ``state.batch``). Returns False when the time budget ran out."""
+        t, st = self.cfg.train, self.state
+        self.model.train()
+        self.objective.start_epoch(epoch, t.epochs)
+        batches = list(make_batches(self.task.train, t.batch_size, shuffle=True, seed=t.seed * 100003 + epoch))
+        bar = self.progress_bar(len(batches), epoch, initial=st.batch)
+        last_ckpt = time.monotonic()
+        for i in range(st.batch, len(batches)):
+            start = time.perf_counter()
+            batch = batches[i].to(self.device)
+            out = self.objective(self.model, batch)
+            if not torch.isfinite(out.loss):
+                raise TrainingError(
+                    f"non-finite loss ({float(out.loss)}) at epoch {epoch + 1}, batch {i + 1} "
+                    f"(objective {t.objective}, lr {self.optimizer.param_groups[0]['lr']:g}); "
+                    "lower the learning rate, or check the data"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if t.clip_norm > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+            self.optimizer.step()
+            elapsed = time.perf_counter() - start
+            st.epoch_seconds += elapsed
+            st.train_seconds += elapsed
+            st.batch = i + 1
+            self.accumulate(out.loss.item(), batch.size, int(batch.tgt_mask.sum()), out.logs)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{st.sums['loss'] / st.sums['n_batches']:.4f}",
+                                ex_s=f"{st.sums['examples'] / max(st.epoch_seconds, 1e-9):.0f}")
+            if t.checkpoint_minutes and time.monotonic() - last_ckpt > 60 * t.checkpoint_minutes:
+                self.save_last()
+                last_ckpt = time.monotonic()
+            if t.time_budget and st.train_seconds >= t.time_budget:
+                if bar is not None:
+                    bar.close()
+                return False
+        if bar is not None:
+            bar.close()
+        return True
+
+    def accumulate(self, loss: float, examples: int, cells: int, logs: dict[str, float]) -> None:
+        sums = self.state.sums
+        for key, value in {"loss": loss, "n_batches": 1, "examples": examples, "cells": cells}.items():
+            sums[key] = sums.get(key, 0.0) + value
+        for key, value in logs.items():
+            sums["log:" + key] = sums.get("log:" + key, 0.0) + float(value)
+
+    def progress_bar(self, total: int, epoch: int, initial: int) -> Any:
+        if not self.cfg.train.progress:
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, initial=initial, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
+                    leave=False, dynamic_ncols=True, disable=None)
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        """Validate, update the schedule and best checkpoint, log the epoch. Returns its record."""
+        t, st, task = self.cfg.train, self.state, self.task
+        valid = evaluate(self.model, task, "valid", t, self.device, limit=t.limit_valid)
+        value = float(valid[task.metric])  # type: ignore[arg-type]
+        improved = is_better(value, st.best, task.lower_is_better)
+        if improved:
+            st.best, st.best_epoch = value, epoch + 1
+            ckpt.atomic_save({"model": self.model.state_dict(), "epoch": epoch + 1, "valid": value},
+                             self.run_dir / ckpt.BEST)
+        if t.lr_schedule == "plateau":
+            self.plateau.step(improved)
+        sums, n = st.sums, max(st.sums.get("n_batches", 1.0), 1.0)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": sums.get("loss", 0.0) / n,
+            f"valid_{task.metric}": value,
+            "best_valid": st.best,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "epoch_seconds": st.epoch_seconds,
+            "train_seconds": st.train_seconds,
+            "examples_per_second": sums.get("examples", 0.0) / max(st.epoch_seconds, 1e-9),
+            "batches": int(sums.get("n_batches", 0)),
+        }
+        record.update({k[4:]: v / n for k, v in sums.items() if k.startswith("log:")})
+        ckpt.append_jsonl(self.run_dir / ckpt.METRICS_LOG, record)
+        log(f"epoch {epoch + 1}/{t.epochs}  loss {record['train_loss']:.4f}  valid {task.metric} {value:.3f}"
+            f"  best {st.best:.3f} (epoch {st.best_epoch})  {st.epoch_seconds:.1f}s"
+            f"  lr {record['lr']:.2g}")
+        return record
+
+    def fit(self) -> dict[str, Any]:
+        t, st = self.cfg.train, self.state
+        results_path = self.run_dir / ckpt.RESULTS
+        if results_path.exists() and (st.epoch >= t.epochs or st.stopped):
+            log(f"{self.run_dir}: already finished; results in {results_path}")
+            return json.loads(results_path.read_text())
+        log(f"task {t.task} ({len(self.task.train)} train / {len(self.task.valid)} valid / "
+            f"{len(self.task.test)} test), objective {t.objective}, {self.model.num_parameters():,} "
+            f"parameters, device {self.device}")
+        while st.epoch < t.epochs and not st.stopped:
+            finished = self.train_epoch(st.epoch)
+            self.end_epoch(st.epoch)
+            st.epoch, st.batch, st.sums, st.epoch_seconds = st.epoch + 1, 0, {}, 0.0
+            if not finished:
+                st.stopped = f"time budget of {t.time_budget:g}s reached"
+            elif t.early_stop and st.epoch - st.best_epoch >= t.early_stop:
+                st.stopped = f"no validation gain for {t.early_stop} epochs"
+            self.save_last()
+            if st.stopped:
+                log(f"stopping: {st.stopped}")
+        return self.finish()
+
+    def finish(self) -> dict[str, Any]:
+        """Load the best checkpoint, evaluate it on validation and (once) on test, write results.json."""
+        t, task = self.cfg.train, self.task
+        best = torch.load(self.run_dir / ckpt.BEST, map_location=self.device, weights_only=False)
+        self.model.load_state_dict(best["model"])
+        valid = evaluate(self.model, task, "valid", t, self.device)
+        test = evaluate(self.model, task, "test", t, self.device)
+        history = ckpt.read_jsonl(self.run_dir / ckpt.METRICS_LOG)
+        epoch_secs = [r["epoch_seconds"] for r in history]
+        results = {
+            "task": t.task,
+            "objective": t.objective,
+            "metric": task.metric,
+            "lower_is_better": task.lower_is_better,
+            "valid": {task.metric: valid[task.metric]},
+            "test": {task.metric: test[task.metric]},
+            "test_details": test["details"],
+            "signature": test["signature"],
+            "best_epoch": best["epoch"],
+            "epochs": len(history),
+            "stopped": self.state.stopped,
+            "train_examples": len(task.train),
+            "seconds_per_epoch": sum(epoch_secs) / max(len(epoch_secs), 1),
+            "train_seconds": self.state.train_seconds,
+            "seed": t.seed,
+            "decoding": "greedy" if t.beam == 1 else f"beam {t.beam}, len_norm {t.len_norm}",
+            "device": str(self.device),
+            "parameters": self.model.num_parameters(),
+            "searnn_version": searnn.__version__,
+            "torch_version": torch.__version__,
+            "config": self.cfg.to_dict(),
+        }
+        ckpt.atomic_write_text(json.dumps(results, indent=2, default=_json_default), self.run_dir / ckpt.RESULTS)
+        log(f"best epoch {best['epoch']}: valid {task.metric} {valid[task.metric]:.3f}, "
+            f"test {task.metric} {test[task.metric]:.3f}   [{test['signature']}]")
+        return results
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def run(cfg: RunConfig) -> dict[str, Any]:
+    """Train (or resume) the run described by ``cfg``; returns the results dict."""
+    return Trainer(cfg).fit()
