@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from searnn.config import TrainConfig, build_config, field_type, read_yaml, section_classes
+from searnn.config import TrainConfig, build_config, field_type, read_yaml, section_classes, unknown_key
 from searnn.errors import SearnnError
 
 
@@ -53,7 +53,12 @@ def parse_train_args(argv: list[str]) -> dict[str, Any]:
     )
     parser.add_argument("--config", default=None, help="YAML file of options (flat or sectioned)")
     add_config_options(parser, str(task), str(objective))
-    args = vars(parser.parse_args(argv))
+    namespace, unknown = parser.parse_known_args(argv)
+    if unknown:
+        flag = next((u for u in unknown if u.startswith("--")), unknown[0])
+        valid = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
+        raise unknown_key(flag.lstrip("-").split("=")[0].replace("-", "_"), valid)
+    args = vars(namespace)
     args.pop("config", None)
     values.update(args)
     return values
