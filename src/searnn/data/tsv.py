@@ -1,0 +1,174 @@
+"""The user's own sequence-to-sequence data in tab-separated files.
+
+Files: ``train``, ``valid`` and ``test`` (all required; relative paths are taken relative to ``data_dir`` when
+it is set), plain or gzip text, one example per line::
+
+    source<TAB>target
+
+Every line must contain exactly one tab with a non-empty source and target on either side; a line without a
+tab, with more than one, with an empty side (after tokenisation), or a blank line raises
+:class:`~searnn.errors.DataError` naming ``file:line`` (no line is silently skipped). A trailing ``\\r``
+(Windows line end) is removed.
+
+Tokenisation (``tokenize``): ``char`` -- every character is a token (spaces included); ``space`` -- tokens are
+separated by whitespace. Vocabularies (one per side) hold the tokens seen at least ``min_count`` times in
+``train``; others map to UNK. Sources have one stream (K = 1).
+
+``metric``: ``cer`` (token error rate, cost ``hamming``), ``edit`` (edit distance / reference length, cost
+``edit``) or ``bleu`` (corpus BLEU, cost ``bleu``, higher is better). With ``fixed_length`` every target must have
+as many tokens as its source (checked, error otherwise) and the decoder emits exactly one token per source
+position. Valid and test examples keep the target tokens as strings in ``Example.meta['ref_tokens']`` (scoring
+against them avoids counting UNK as a match) and their ``line`` number.
+
+``parse_source(line)``: one source (without tab), tokenised as configured. ``format_output(ids)``: tokens joined
+by nothing (``char``) or by single spaces (``space``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from searnn.data.batch import Example
+from searnn.data.io import apply_limit, no_gc, read_lines, token_stream
+from searnn.data.task import TaskConfig, TaskData
+from searnn.data.vocab import Vocab
+from searnn.errors import ConfigError, DataError
+
+TOKENIZERS = ("char", "space")
+METRIC_COSTS = {"cer": "hamming", "edit": "edit", "bleu": "bleu"}
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass
+class TsvConfig(TaskConfig):
+    """Options of the tab-separated user-data task."""
+
+    train: str = field(default="", metadata={"help": "training file: 'source<TAB>target' lines (required)"})
+    valid: str = field(default="", metadata={"help": "validation file, same format (required)"})
+    test: str = field(default="", metadata={"help": "test file, same format (required)"})
+    tokenize: str = field(default="char", metadata={"help": "char (every character) or space (whitespace words)"})
+    metric: str = field(
+        default="edit", metadata={"help": "cer, edit or bleu; the training cost follows (hamming, edit, bleu)"}
+    )
+    min_count: int = field(
+        default=1, metadata={"help": "keep tokens seen at least this often in train; rarer ones become UNK"}
+    )
+    fixed_length: bool = field(
+        default=False, metadata={"help": "one output token per source token (target length must equal source)"}
+    )
+
+
+def _tokenizer(kind: str) -> Callable[[str], list[str]]:
+    """``char``: the characters of the text; ``space``: its whitespace-separated words."""
+    if kind == "char":
+        return list
+    return str.split
+
+
+def read_tsv(path: Path, tokenize: str, fixed_length: bool) -> list[tuple[int, list[str], list[str]]]:
+    """``(lineno, source tokens, target tokens)`` for every line of ``path``; malformed lines raise."""
+    split = _tokenizer(tokenize)
+    out = []
+    for lineno, line in read_lines(path):
+        n_tabs = line.count("\t")
+        if n_tabs != 1:
+            what = "blank line" if not line.strip() else ("no tab" if n_tabs == 0 else f"{n_tabs} tabs")
+            raise DataError(f"{path}:{lineno}: expected 'source<TAB>target' (exactly one tab), got {what}")
+        src_text, tgt_text = line.split("\t")
+        src, tgt = split(src_text), split(tgt_text)
+        if not src:
+            raise DataError(f"{path}:{lineno}: empty source (text before the tab)")
+        if not tgt:
+            raise DataError(f"{path}:{lineno}: empty target (text after the tab)")
+        if fixed_length and len(src) != len(tgt):
+            raise DataError(
+                f"{path}:{lineno}: fixed_length is set but the source has {len(src)} tokens and the target "
+                f"{len(tgt)}"
+            )
+        out.append((lineno, src, tgt))
+    if not out:
+        raise DataError(f"{path}: no examples (empty file); expected 'source<TAB>target' lines")
+    return out
+
+
+def _resolve(cfg: TsvConfig, split: str) -> Path:
+    value = getattr(cfg, split)
+    if not value:
+        raise DataError(
+            f"the tsv task needs a {split} file: pass --{split} FILE ('source<TAB>target' lines); "
+            "train, valid and test are all required"
+        )
+    path = Path(value).expanduser()
+    if not path.is_absolute() and cfg.data_dir:
+        path = Path(cfg.data_dir).expanduser() / path
+    if not path.is_file():
+        raise DataError(f"{split} file {str(path)!r} not found; pass --{split} FILE ('source<TAB>target' lines)")
+    return path
+
+
+def load(cfg: TsvConfig) -> TaskData:
+    """Load tab-separated data (see the module docstring for the format and options)."""
+    if cfg.tokenize not in TOKENIZERS:
+        raise ConfigError(f"unknown tokenize {cfg.tokenize!r}; valid: {', '.join(TOKENIZERS)}")
+    if cfg.metric not in METRIC_COSTS:
+        raise ConfigError(f"unknown tsv metric {cfg.metric!r}; valid: {', '.join(METRIC_COSTS)}")
+    if cfg.min_count < 1:
+        raise ConfigError(f"min_count must be >= 1, got {cfg.min_count}")
+    paths = {split: _resolve(cfg, split) for split in SPLITS}
+    rows = {split: read_tsv(paths[split], cfg.tokenize, cfg.fixed_length) for split in SPLITS}
+
+    src_vocab = Vocab.build((s for _, s, _ in rows["train"]), min_count=cfg.min_count)
+    tgt_vocab = Vocab.build((t for _, _, t in rows["train"]), min_count=cfg.min_count)
+    split_fn = _tokenizer(cfg.tokenize)
+    joiner = "" if cfg.tokenize == "char" else " "
+
+    with no_gc():
+        train = [
+            Example(src=token_stream(src_vocab.encode(s)), tgt=tgt_vocab.encode(t))
+            for _, s, t in apply_limit(rows["train"], cfg.limit_train)
+        ]
+        held = {
+            split: [
+                Example(
+                    src=token_stream(src_vocab.encode(s)),
+                    tgt=tgt_vocab.encode(t),
+                    meta={"ref_tokens": t, "line": i},
+                )
+                for i, s, t in rows[split]
+            ]
+            for split in ("valid", "test")
+        }
+
+    def parse_source(line: str) -> list[list[int]]:
+        tokens = split_fn(line.rstrip("\r\n"))
+        if not tokens:
+            raise DataError("empty source line")
+        return token_stream(src_vocab.encode(tokens))
+
+    def format_output(ids: Sequence[int]) -> str:
+        return joiner.join(tgt_vocab.decode(ids))
+
+    return TaskData(
+        name="tsv",
+        train=train,
+        valid=held["valid"],
+        test=held["test"],
+        tgt_vocab=tgt_vocab,
+        src_vocabs=[src_vocab],
+        src_feature_dim=None,
+        fixed_length=cfg.fixed_length,
+        metric=cfg.metric,
+        cost=METRIC_COSTS[cfg.metric],
+        lower_is_better=cfg.metric != "bleu",
+        parse_source=parse_source,
+        format_output=format_output,
+        info={
+            "sizes": {"train": len(train), "valid": len(held["valid"]), "test": len(held["test"])},
+            "vocab_sizes": {"tgt": len(tgt_vocab), "src": [len(src_vocab)]},
+            "files": {split: str(p) for split, p in paths.items()},
+            "tokenize": cfg.tokenize,
+            "min_count": cfg.min_count,
+        },
+    )
