@@ -20,7 +20,7 @@ def test_defaults_and_overrides(tmp_path):
 
 def test_unknown_key_suggests_close_names():
     with pytest.raises(ConfigError, match="did you mean"):
-        build_config({"learning_rat": 1.0, "lrr": 2})
+        build_config({"epoch": 3})
 
 
 def test_unknown_task_and_objective_list_valid_names():

@@ -206,7 +206,7 @@ class Trainer:
             out = self.objective(self.model, batch)
             if not torch.isfinite(out.loss):
                 raise TrainingError(
-                    f"non-finite loss ({float(out.loss)}) at epoch {epoch + 1}, batch {i + 1} "
+                    f"non-finite loss ({out.loss.item()}) at epoch {epoch + 1}, batch {i + 1} "
                     f"(objective {t.objective}, lr {self.optimizer.param_groups[0]['lr']:g}); "
                     "lower the learning rate, or check the data"
                 )
