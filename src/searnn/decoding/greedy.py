@@ -1,0 +1,76 @@
+"""Batched greedy (argmax) decoding from any decoder state."""
+
+from __future__ import annotations
+
+import torch
+
+from searnn.data.vocab import BOS_ID, EOS_ID, PAD_ID
+from searnn.models.seq2seq import Seq2Seq
+from searnn.models.state import DecoderState, Encoded
+
+
+def blocked_bias(vocab_size: int, fixed_length: bool, device: torch.device) -> torch.Tensor:
+    """``(V,)`` float: ``-inf`` on tokens a decoder may never emit (PAD, BOS; EOS for fixed-length
+    tasks), 0 elsewhere. Added to logits before argmax / top-k."""
+    bias = torch.zeros(vocab_size, device=device)
+    bias[PAD_ID] = float("-inf")
+    bias[BOS_ID] = float("-inf")
+    if fixed_length:
+        bias[EOS_ID] = float("-inf")
+    return bias
+
+
+def start_tokens(state: DecoderState, first_tokens: torch.Tensor | None) -> torch.Tensor:
+    """``(N,)`` long tokens fed at the first step: ``first_tokens`` or BOS."""
+    if first_tokens is not None:
+        return first_tokens.to(state.batch_idx.device).long()
+    return torch.full_like(state.batch_idx, BOS_ID)
+
+
+@torch.no_grad()
+def greedy(
+    model: Seq2Seq,
+    enc: Encoded,
+    state: DecoderState,
+    max_len: torch.Tensor,
+    fixed_length: bool,
+    first_tokens: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax decoding of N rows from ``state``.
+
+    state: N rows over ``enc``; max_len: ``(N,)`` long, most tokens per row; first_tokens: ``(N,)`` long
+    token fed at the first step (default BOS; a roll-out passes the candidate token it forces, from the
+    state *after* the roll-in prefix). Returns tokens ``(N, L)`` long (PAD after each row's end,
+    L = max(max_len)) and lengths ``(N,)``; the fed first token and EOS are not part of the output.
+
+    PAD and BOS are never emitted. With ``fixed_length`` EOS is blocked and every row emits exactly
+    ``max_len`` tokens; otherwise a row stops at its first EOS or at ``max_len`` tokens. Rows that stop
+    leave the active set (the state is re-indexed), so finished rows cost no further compute.
+    The model should be in eval mode (the caller's responsibility: dropout would otherwise be active).
+    """
+    n = len(state)
+    device = state.batch_idx.device
+    max_len = max_len.to(device).long()
+    width = int(max_len.max()) if n else 0
+    tokens = torch.full((n, width), PAD_ID, dtype=torch.long, device=device)
+    lengths = torch.zeros(n, dtype=torch.long, device=device)
+    bias = blocked_bias(model.tgt_vocab_size, fixed_length, device)
+    inp = start_tokens(state, first_tokens)
+    active = torch.arange(n, device=device)
+    live = max_len > 0
+    if not bool(live.all()):
+        active, state, inp = active[live], state.index(live.nonzero().squeeze(1)), inp[live]
+    for t in range(width):
+        if active.numel() == 0:
+            break
+        logits, state = model.step(enc, state, inp)
+        pred = (logits + bias).argmax(dim=-1)  # (A,)
+        ended = pred == EOS_ID
+        tokens[active, t] = pred.masked_fill(ended, PAD_ID)
+        lengths[active] += (~ended).long()
+        keep = ~ended & (max_len[active] > t + 1)
+        if not bool(keep.all()):
+            rows = keep.nonzero().squeeze(1)
+            active, state, pred = active[rows], state.index(rows), pred[rows]
+        inp = pred
+    return tokens, lengths

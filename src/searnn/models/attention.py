@@ -1,0 +1,51 @@
+"""Luong-placement attention (after the decoder RNN) with additive or multiplicative scores."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Scores between decoder queries h and encoder memory m, masked by source length.
+
+    additive: ``e = v . tanh(W_c m + W_q h)`` (Bahdanau et al. 2015 scores; ``W_c m`` precomputed
+    once per batch as the keys); multiplicative: ``e = h^T W m`` (Luong et al. 2015 "general"; ``W m``
+    precomputed as the keys). Context ``c = sum_s softmax(e)_s m_s``.
+    """
+
+    def __init__(self, kind: str, mem_dim: int, query_dim: int, attn_dim: int):
+        super().__init__()
+        self.kind = kind
+        if kind == "additive":
+            self.key_proj = nn.Linear(mem_dim, attn_dim, bias=False)
+            self.query_proj = nn.Linear(query_dim, attn_dim)
+            self.v = nn.Linear(attn_dim, 1, bias=False)
+        elif kind == "multiplicative":
+            self.key_proj = nn.Linear(mem_dim, query_dim, bias=False)
+        else:
+            raise ValueError(f"unknown attention {kind!r}")
+
+    def keys(self, memory: torch.Tensor) -> torch.Tensor:
+        """``(B, S, H_enc) -> (B, S, A)``, computed once per encoded batch."""
+        return self.key_proj(memory)
+
+    def forward(
+        self, query: torch.Tensor, memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Grouped attention: G groups of M queries each against the G memories.
+
+        query: ``(G, M, H)``; memory: ``(G, S, H_enc)``; keys: ``(G, S, A)``; mask: ``(G, S)`` bool.
+        Returns the context ``(G, M, H_enc)``.
+        """
+        if self.kind == "additive":
+            q = self.query_proj(query)  # (G, M, A)
+            # (G, M, S, A): the one inherently large tensor of additive attention; tanh in place
+            # (autograd-safe: tanh's backward uses its output, the sum's backward needs neither)
+            hidden = (keys.unsqueeze(1) + q.unsqueeze(2)).tanh_()
+            scores = hidden.matmul(self.v.weight.squeeze(0))  # (G, M, S)
+        else:
+            scores = torch.bmm(query, keys.transpose(1, 2))  # (G, M, S)
+        scores = scores.masked_fill(~mask.unsqueeze(1), torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=-1)
+        return torch.bmm(weights, memory)  # (G, M, H_enc)

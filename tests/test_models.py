@@ -1,0 +1,271 @@
+"""Tests of the encoder-decoder: step API vs teacher forcing, state rows, padding invariance."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import pytest
+import torch
+
+from searnn.errors import ConfigError
+from searnn.models import DecoderState, ModelConfig, RowLayout, Seq2Seq
+
+SRC_VOCABS = [13, 7]  # two token streams (words + POS)
+FEAT_DIM = 6
+TGT_VOCAB = 11
+
+
+def make_model(features: bool = False, seed: int = 0, **kwargs: object) -> Seq2Seq:
+    torch.manual_seed(seed)
+    defaults: dict[str, object] = dict(emb_dim=8, hidden=6, tgt_emb_dim=5)
+    defaults.update(kwargs)
+    cfg = ModelConfig(**defaults)  # type: ignore[arg-type]
+    model = Seq2Seq(cfg, [] if features else SRC_VOCABS, FEAT_DIM if features else None, TGT_VOCAB)
+    return model.eval()
+
+
+def make_src(features: bool, src_len: list[int], seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    b, s = len(src_len), max(src_len)
+    if features:
+        src = torch.randn(b, s, FEAT_DIM, generator=g)
+    else:
+        src = torch.stack([torch.randint(4, v, (b, s), generator=g) for v in SRC_VOCABS], dim=-1)
+    for i, n in enumerate(src_len):
+        src[i, n:] = 0
+    return src, torch.tensor(src_len)
+
+
+def make_dec_input(b: int, t: int, seed: int = 2) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    dec = torch.randint(3, TGT_VOCAB, (b, t), generator=g)
+    dec[:, 0] = 1  # BOS
+    return dec
+
+
+# ---------------------------------------------------------------------------- config
+
+
+def test_config_fields_have_help() -> None:
+    for f in dataclasses.fields(ModelConfig):
+        assert f.metadata.get("help"), f.name
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"cell": "rnn"},
+        {"attention": "dot"},
+        {"hidden": 0},
+        {"enc_layers": -1},
+        {"dropout": 1.0},
+        {"dropout": -0.1},
+        {"bidirectional": "yes"},
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict) -> None:
+    with pytest.raises(ConfigError):
+        ModelConfig(**kwargs)
+
+
+def test_config_unknown_name_lists_valid() -> None:
+    with pytest.raises(ConfigError, match="gru, lstm"):
+        ModelConfig(cell="transformer")
+
+
+# ---------------------------------------------------------------------------- step vs forward
+
+BOOLS = [False, True]
+COMBOS = list(itertools.product(["gru", "lstm"], ["none", "additive", "multiplicative"], BOOLS, BOOLS, BOOLS))
+
+
+@pytest.mark.parametrize(("cell", "attention", "input_feed", "features", "bidirectional"), COMBOS)
+def test_step_loop_matches_forward(
+    cell: str, attention: str, input_feed: bool, features: bool, bidirectional: bool
+) -> None:
+    model = make_model(
+        features, cell=cell, attention=attention, input_feed=input_feed, bidirectional=bidirectional
+    )
+    src, src_len = make_src(features, [5, 2, 4])
+    dec = make_dec_input(3, 4)
+    with torch.no_grad():
+        logits = model(src, src_len, dec)
+        assert logits.shape == (3, 4, TGT_VOCAB)
+        enc = model.encode(src, src_len)
+        state = model.init_state(enc)
+        steps = []
+        for t in range(dec.shape[1]):
+            step_logits, state = model.step(enc, state, dec[:, t])
+            steps.append(step_logits)
+    torch.testing.assert_close(torch.stack(steps, 1), logits, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("cell", "attention", "input_feed", "layers"),
+    [
+        ("gru", "none", False, 1),
+        ("gru", "additive", False, 2),
+        ("lstm", "multiplicative", False, 2),
+        ("lstm", "additive", True, 2),
+        ("gru", "multiplicative", True, 1),
+        ("lstm", "none", False, 3),
+    ],
+)
+def test_teacher_forced_states_restart_any_cell(cell: str, attention: str, input_feed: bool, layers: int) -> None:
+    model = make_model(
+        cell=cell, attention=attention, input_feed=input_feed, dec_layers=layers, enc_layers=2, bidirectional=True
+    )
+    src, src_len = make_src(False, [3, 6, 1])
+    b, t = 3, 5
+    dec = make_dec_input(b, t)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        logits, states = model.teacher_forced_states(enc, dec)
+        torch.testing.assert_close(logits, model(src, src_len, dec), atol=1e-5, rtol=1e-5)
+        assert len(states) == t * b
+        assert states.h.shape == (layers, t * b, 6)
+        assert (states.c is not None) == (cell == "lstm")
+        assert (states.feed is not None) == input_feed
+        # rows t*B + b, in a shuffled order with repeats (grouped attention layout)
+        rows = torch.cat([torch.randperm(t * b, generator=torch.Generator().manual_seed(3)), torch.tensor([0, 0, 7])])
+        sub = states.index(rows)
+        tokens = dec.t().reshape(-1)[rows]
+        step_logits, _ = model.step(enc, sub, tokens)
+    expected = logits.transpose(0, 1).reshape(t * b, -1)[rows]
+    torch.testing.assert_close(step_logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_teacher_forced_states_two_steps_ahead() -> None:
+    """Continuing from a mid-sequence state with step() follows the teacher-forced logits."""
+    model = make_model(cell="lstm", attention="additive", dec_layers=2)
+    src, src_len = make_src(False, [4, 2])
+    dec = make_dec_input(2, 5)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        logits, states = model.teacher_forced_states(enc, dec)
+        state = states.index(torch.tensor([2 * 2 + 0, 2 * 2 + 1]))  # cell t=2 of both examples
+        for t in range(2, 5):
+            step_logits, state = model.step(enc, state, dec[:, t])
+            torch.testing.assert_close(step_logits, logits[:, t], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("input_feed", [False, True])
+def test_advance_moves_to_next_teacher_forced_state(input_feed: bool) -> None:
+    model = make_model(cell="lstm", attention="additive", input_feed=input_feed, dec_layers=2)
+    src, src_len = make_src(False, [4, 2, 3])
+    b, t = 3, 4
+    dec = make_dec_input(b, t)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        _, states = model.teacher_forced_states(enc, dec)
+        moved = model.advance(enc, states.index(torch.arange((t - 1) * b)), dec[:, : t - 1].t().reshape(-1))
+        target = states.index(torch.arange(b, t * b))
+    for name in ("h", "c", "feed"):
+        if getattr(target, name) is not None:
+            torch.testing.assert_close(getattr(moved, name), getattr(target, name), atol=1e-5, rtol=1e-5)
+
+
+def test_teacher_forced_states_gradients() -> None:
+    model = make_model(cell="lstm", attention="multiplicative").train()
+    src, src_len = make_src(False, [4, 2])
+    dec = make_dec_input(2, 3)
+    enc = model.encode(src, src_len)
+    logits, states = model.teacher_forced_states(enc, dec)
+    assert logits.requires_grad and not states.h.requires_grad and not states.c.requires_grad  # type: ignore[union-attr]
+    _, states = model.teacher_forced_states(enc, dec, detach=False)
+    assert states.h.requires_grad and states.c.requires_grad  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------------- state rows and layouts
+
+
+def test_decoder_state_index_cat_round_trip() -> None:
+    h = torch.randn(2, 5, 3)
+    state = DecoderState(h=h, c=h + 1, feed=torch.randn(5, 3), batch_idx=torch.tensor([0, 0, 1, 2, 2]))
+    assert len(state) == 5
+    parts = [state.index(torch.tensor([0, 1])), state.index(torch.tensor([2])), state.index(torch.tensor([3, 4]))]
+    back = DecoderState.cat(parts)
+    for name in ("h", "c", "feed", "batch_idx"):
+        assert torch.equal(getattr(back, name), getattr(state, name))
+    perm = torch.tensor([4, 2, 0, 3, 1])
+    inv = torch.argsort(perm)
+    again = state.index(perm).index(inv)
+    assert torch.equal(again.h, state.h) and torch.equal(again.c, state.c)  # type: ignore[arg-type]
+    rep = state.repeat_interleave(3)
+    assert len(rep) == 15 and torch.equal(rep.h[:, 3:6], state.h[:, 1:2].expand(-1, 3, -1))
+    assert rep.to("cpu").batch_idx.tolist() == [0, 0, 0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 2, 2, 2]
+    gru_state = DecoderState(h=h, c=None, feed=None, batch_idx=torch.arange(5))
+    assert DecoderState.cat([gru_state, gru_state.index(torch.tensor([1]))]).c is None
+
+
+def test_row_layout_modes() -> None:
+    assert RowLayout.build(torch.arange(4), 4).mode == "identity"
+    grouped = RowLayout.build(torch.tensor([2, 0, 2, 1, 0, 1]), 3)
+    assert grouped.mode == "grouped" and grouped.width == 2
+    assert sorted(grouped.pos.tolist()) == list(range(6))  # type: ignore[union-attr]
+    assert RowLayout.build(torch.tensor([0, 0, 0, 0, 0, 1]), 4).mode == "gather"
+
+
+@pytest.mark.parametrize("attention", ["additive", "multiplicative"])
+def test_attention_layouts_agree(attention: str) -> None:
+    """Identity, grouped and gathered attention give the same step logits for the same rows."""
+    model = make_model(attention=attention, bidirectional=True, input_feed=True)
+    src, src_len = make_src(False, [5, 3, 2, 4])
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        base = model.init_state(enc)
+        tokens = torch.tensor([4, 5, 6, 7])
+        ref, _ = model.step(enc, base, tokens)
+        for rows in ([3, 1, 0, 2, 1, 3, 0, 2], [2, 2, 2, 2, 2, 2, 2, 0], [1]):
+            idx = torch.tensor(rows)
+            logits, new = model.step(enc, base.index(idx), tokens[idx])
+            torch.testing.assert_close(logits, ref[idx], atol=1e-5, rtol=1e-5)
+            assert new.layout is not None
+
+
+# ---------------------------------------------------------------------------- padding, params, grads
+
+
+@pytest.mark.parametrize(
+    ("cell", "attention", "features", "input_feed"),
+    [("gru", "additive", False, False), ("lstm", "multiplicative", True, True), ("gru", "none", True, False)],
+)
+def test_padded_batch_equals_singletons(cell: str, attention: str, features: bool, input_feed: bool) -> None:
+    model = make_model(
+        features, cell=cell, attention=attention, bidirectional=True, enc_layers=2, input_feed=input_feed
+    )
+    lens = [2, 6, 4]
+    src, src_len = make_src(features, lens)
+    dec = make_dec_input(3, 5)
+    with torch.no_grad():
+        batched = model(src, src_len, dec)
+        for i, n in enumerate(lens):
+            single = model(src[i : i + 1, :n], src_len[i : i + 1], dec[i : i + 1])
+            torch.testing.assert_close(single[0], batched[i], atol=1e-5, rtol=1e-5)
+
+
+def test_parameters_and_init() -> None:
+    model = make_model(attention="additive", bidirectional=True)
+    assert model.num_parameters() == sum(p.numel() for p in model.parameters())
+    assert model.bridge_h is not None and torch.all(model.bridge_h.bias == 0)
+    assert torch.all(model.tgt_embedding.weight[0] == 0)
+    assert make_model().bridge_h is None  # same sizes: states copied
+
+
+def test_backward_reaches_all_parameters() -> None:
+    model = make_model(cell="lstm", attention="additive", bidirectional=True, dropout=0.2, dec_layers=2).train()
+    src, src_len = make_src(False, [4, 3])
+    dec = make_dec_input(2, 4)
+    model(src, src_len, dec).logsumexp(-1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert missing == []
+
+
+def test_encoder_layers_bridge_to_deeper_decoder() -> None:
+    model = make_model(cell="lstm", enc_layers=1, dec_layers=3)
+    src, src_len = make_src(False, [3])
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        state = model.init_state(enc)
+    assert state.h.shape == (3, 1, 6) and torch.equal(state.h[0], state.h[2])
