@@ -90,6 +90,7 @@ def load_run(run_dir: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any, An
     values = read_yaml(path / CONFIG)
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = build_config(values)
+    torch.set_num_threads(cfg.train.threads)
     device = resolve_device(cfg.train.device)
     task = load_task(cfg.train.task, cfg.task)
     check_vocabs(path, task)

@@ -132,8 +132,7 @@ class Trainer:
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
         t = cfg.train
-        if t.threads:
-            torch.set_num_threads(t.threads)
+        torch.set_num_threads(t.threads)
         self.device = resolve_device(t.device)
         if not t.run_dir:
             raise SearnnError("--run-dir is required")
