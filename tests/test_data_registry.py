@@ -11,7 +11,7 @@ from searnn.errors import ConfigError, DataError
 
 
 def test_task_names_and_config_help():
-    assert set(TASKS) == {"ocr", "chunking", "spelling", "translation", "tsv"}
+    assert set(TASKS) == {"ocr", "chunking", "spelling", "translation", "tsv", "captions"}
     for name, (config_class, load) in TASKS.items():
         assert issubclass(config_class, TaskConfig) and callable(load), name
         for f in dataclasses.fields(config_class):
@@ -26,7 +26,7 @@ def test_unknown_task_lists_valid_names():
     assert "ocrr" in msg
     for name in TASKS:
         assert name in msg
-    with pytest.raises(ConfigError, match="valid: chunking, ocr"):
+    with pytest.raises(ConfigError, match="valid: captions, chunking, ocr"):
         task_config_class("nope")
 
 

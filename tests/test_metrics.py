@@ -27,7 +27,7 @@ def text(ids: list[int]) -> str:
 
 
 def test_registry():
-    assert set(METRICS) == set(LOWER_IS_BETTER) == {"cer", "edit", "bleu", "f1"}
+    assert set(METRICS) == set(LOWER_IS_BETTER) == {"cer", "edit", "bleu", "f1", "cider"}
     assert LOWER_IS_BETTER["cer"] and LOWER_IS_BETTER["edit"]
     assert not LOWER_IS_BETTER["bleu"] and not LOWER_IS_BETTER["f1"]
     # evaluate.score passes the examples as a fourth argument

@@ -66,7 +66,7 @@ def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         resuming = False
-    cfg.save(cfg_path)
+    atomic_write_text(cfg.to_yaml(), cfg_path)
     return run_dir, resuming
 
 
@@ -83,6 +83,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+
+
+def truncate_jsonl(path: Path, keep: int) -> None:
+    """Keep the first ``keep`` records: drops epochs logged after the checkpoint a run resumes from."""
+    records = read_jsonl(path)
+    if len(records) > keep:
+        atomic_write_text("".join(json.dumps(r) + "\n" for r in records[:keep]), path)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -164,11 +164,32 @@ def cmd_tasks(argv: list[str]) -> int:
     return 0
 
 
+def cmd_experiment(argv: list[str]) -> int:
+    from searnn.experiment import main as experiment_main
+
+    return experiment_main(argv)
+
+
+def cmd_report(argv: list[str]) -> int:
+    from searnn.report import main as report_main
+
+    return report_main(argv)
+
+
+def cmd_plot(argv: list[str]) -> int:
+    from searnn.plot import main as plot_main
+
+    return plot_main(argv)
+
+
 COMMANDS = {
     "train": (cmd_train, "train a model (MLE, SeaRNN, loss smoothing, ...)"),
     "evaluate": (cmd_evaluate, "score a trained run on a split; prints JSON"),
     "predict": (cmd_predict, "decode source lines read on stdin"),
     "tasks": (cmd_tasks, "list the tasks"),
+    "experiment": (cmd_experiment, "run a grid of (row x seed) trainings, resumable; prints the results table"),
+    "report": (cmd_report, "aggregate finished run dirs into a results table (mean ± std over seeds)"),
+    "plot": (cmd_plot, "plot validation curves of run dirs (PNG)"),
 }
 
 

@@ -175,6 +175,7 @@ class Trainer:
         self.plateau.load_state_dict(data["plateau"])
         self.state = LoopState(**data["state"])
         ckpt.set_rng_state(data["rng"])
+        ckpt.truncate_jsonl(self.run_dir / ckpt.METRICS_LOG, self.state.epoch)
         if hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(data.get("objective", {}))
         log(f"resuming {self.run_dir} at epoch {self.state.epoch + 1}, batch {self.state.batch}")

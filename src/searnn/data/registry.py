@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from searnn.data import chunking, ocr, spelling, translation, tsv
+from searnn.data import captions, chunking, ocr, spelling, translation, tsv
 from searnn.data.task import TaskConfig, TaskData
 from searnn.errors import ConfigError, unknown_name
 
@@ -18,6 +18,7 @@ TASKS: dict[str, tuple[type[TaskConfig], Callable[..., TaskData]]] = {
     "spelling": (spelling.SpellingConfig, spelling.load),
     "translation": (translation.TranslationConfig, translation.load),
     "tsv": (tsv.TsvConfig, tsv.load),
+    "captions": (captions.CaptionsConfig, captions.load),
 }
 
 

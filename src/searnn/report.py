@@ -1,0 +1,449 @@
+"""``searnn report``: aggregate finished runs into a results table (markdown and JSON) without training.
+
+Each argument is a run directory (holding the ``results.json`` that ``searnn train`` writes at the end) or
+any directory above run directories, e.g. the ``out`` directory of a ``searnn experiment`` grid: it is
+searched recursively for run ``results.json`` files (a grid's own aggregate ``results.json`` is recognised
+and ignored). Runs are grouped (``--group-by``):
+
+* ``row`` (default): the grid row the run belongs to (read from the ``grid_run.json`` marker that
+  ``searnn experiment`` writes in each run dir); for a run made outside a grid, the name of its directory,
+  or of the parent directory when the run dir itself is named ``seed<k>``;
+* ``objective``: the training objective.
+
+Runs of different tasks or metrics never share a group. One table line per group:
+
+| column | content |
+| --- | --- |
+| row / objective | the group label |
+| task, objective, metric | from the runs' ``results.json`` (``↓``: lower is better) |
+| valid, test | the metric of the best-on-validation checkpoint: mean ± sample standard deviation over the seeds |
+| n | number of finished runs (``k/m`` when a grid expected m seeds and only k finished) |
+| best epoch, epochs | mean over seeds of the best-on-validation epoch and of the epochs trained |
+| s/epoch | mean over seeds of the mean training seconds per epoch (evaluation excluded) |
+| train time | total training wall time summed over the seeds (evaluation excluded) |
+
+The best mean valid and test values of each task (among two or more groups) are set in bold. The JSON form
+(``--out FILE.json``) holds the same numbers unrounded, with the per-seed values and run directories.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from searnn.errors import DataError, SearnnError
+
+RESULTS = "results.json"
+METRICS_LOG = "metrics.jsonl"
+RUN_MARKER = "grid_run.json"
+"""Written by ``searnn experiment`` in each run dir: ``{"grid", "row", "seed"}``."""
+
+GROUP_BY = ("row", "objective")
+_SEED_DIR = re.compile(r"^seed\d+$")
+_RUN_KEYS = ("task", "objective", "metric", "valid", "test")
+
+
+# --------------------------------------------------------------------------------------------- finding runs
+
+
+def natural_key(text: str) -> list[Any]:
+    """Sort key ordering embedded numbers by value (``seed2`` before ``seed10``)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def is_run_results(data: Any) -> bool:
+    """Whether a parsed ``results.json`` is a run's (not a grid's aggregate)."""
+    return isinstance(data, dict) and all(k in data for k in _RUN_KEYS) and "rows" not in data
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON (line {e.lineno}: {e.msg})") from None
+
+
+def find_run_dirs(paths: Sequence[str | Path], filename: str = RESULTS) -> list[Path]:
+    """Run directories under ``paths`` holding ``filename`` (searched recursively), in natural order.
+
+    For ``results.json`` only runs' files count (a grid's aggregate is skipped). A path that does not exist
+    is an error; so is finding no run at all.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise DataError(f"{path}: no such file or directory")
+        if path.is_file():
+            if path.name != filename:
+                raise DataError(f"{path}: expected a run directory (or its {filename})")
+            candidates = [path]
+        else:
+            candidates = sorted(path.rglob(filename), key=lambda p: natural_key(str(p)))
+        for candidate in candidates:
+            if filename == RESULTS and not is_run_results(_read_json(candidate)):
+                continue
+            run_dir = candidate.parent
+            key = run_dir.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(run_dir)
+    if not found:
+        where = ", ".join(str(p) for p in paths)
+        raise DataError(f"no run directory with a {filename} under {where} (train the runs first)")
+    return found
+
+
+def read_marker(run_dir: Path) -> dict[str, Any]:
+    """The ``grid_run.json`` marker of a run dir (empty when the run was not made by a grid)."""
+    path = run_dir / RUN_MARKER
+    if not path.is_file():
+        return {}
+    data = _read_json(path)
+    return data if isinstance(data, dict) else {}
+
+
+def row_label(run_dir: Path, marker: dict[str, Any] | None = None) -> str:
+    """The row a run belongs to: the grid marker's, else its directory name (parent's for ``seed<k>``)."""
+    marker = read_marker(run_dir) if marker is None else marker
+    if marker.get("row"):
+        return str(marker["row"])
+    resolved = run_dir.resolve()
+    return resolved.parent.name if _SEED_DIR.match(resolved.name) else resolved.name
+
+
+# --------------------------------------------------------------------------------------------- one run
+
+
+@dataclass
+class RunResult:
+    """The figures of one finished run (from its ``results.json``)."""
+
+    run_dir: Path
+    row: str
+    task: str
+    objective: str
+    metric: str
+    lower_is_better: bool
+    seed: int | None
+    valid: float | None
+    test: float | None
+    best_epoch: int | None
+    epochs: int | None
+    seconds_per_epoch: float | None
+    train_seconds: float | None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _metric_value(section: Any, metric: str) -> float | None:
+    if isinstance(section, dict):
+        return _number(section.get(metric))
+    return _number(section)
+
+
+def load_result(run_dir: str | Path) -> RunResult:
+    """Read a run dir's ``results.json`` (and grid marker) into a :class:`RunResult`."""
+    run_dir = Path(run_dir)
+    path = run_dir / RESULTS
+    if not path.is_file():
+        raise DataError(f"{run_dir}: no {RESULTS} (the run has not finished)")
+    data = _read_json(path)
+    if not is_run_results(data):
+        raise DataError(f"{path}: not the results of a `searnn train` run (needs keys {', '.join(_RUN_KEYS)})")
+    metric = str(data["metric"])
+    if "lower_is_better" in data:
+        lower = bool(data["lower_is_better"])
+    else:
+        from searnn.metrics import LOWER_IS_BETTER
+
+        lower = LOWER_IS_BETTER.get(metric, False)
+    marker = read_marker(run_dir)
+    seed = data.get("seed", marker.get("seed"))
+    return RunResult(
+        run_dir=run_dir,
+        row=row_label(run_dir, marker),
+        task=str(data["task"]),
+        objective=str(data["objective"]),
+        metric=metric,
+        lower_is_better=lower,
+        seed=int(seed) if isinstance(seed, int) else None,
+        valid=_metric_value(data["valid"], metric),
+        test=_metric_value(data["test"], metric),
+        best_epoch=data.get("best_epoch") if isinstance(data.get("best_epoch"), int) else None,
+        epochs=data.get("epochs") if isinstance(data.get("epochs"), int) else None,
+        seconds_per_epoch=_number(data.get("seconds_per_epoch")),
+        train_seconds=_number(data.get("train_seconds")),
+    )
+
+
+# --------------------------------------------------------------------------------------------- groups
+
+
+@dataclass
+class Stat:
+    """Summary of one quantity over the seeds of a group (``None`` values are left out)."""
+
+    values: list[float]
+
+    @classmethod
+    def of(cls, values: Iterable[float | int | None]) -> Stat:
+        return cls([float(v) for v in values if v is not None])
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.values) / self.n if self.values else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation (n - 1 in the denominator); ``None`` below two values."""
+        if self.n < 2:
+            return None
+        m = sum(self.values) / self.n
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+    @property
+    def total(self) -> float | None:
+        return sum(self.values) if self.values else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean, "std": self.std, "n": self.n, "values": self.values}
+
+
+@dataclass
+class Group:
+    """The runs of one table line. ``expected``: seeds a grid planned for it (``None`` outside a grid)."""
+
+    label: str
+    task: str
+    objective: str
+    metric: str
+    lower_is_better: bool
+    runs: list[RunResult] = field(default_factory=list)
+    expected: int | None = None
+
+    def stat(self, name: str) -> Stat:
+        return Stat.of(getattr(r, name) for r in self.runs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "task": self.task,
+            "objective": self.objective,
+            "metric": self.metric,
+            "lower_is_better": self.lower_is_better,
+            "n": len(self.runs),
+            "expected": self.expected,
+            "seeds": [r.seed for r in self.runs],
+            "valid": self.stat("valid").to_json(),
+            "test": self.stat("test").to_json(),
+            "best_epoch": self.stat("best_epoch").to_json(),
+            "epochs": self.stat("epochs").to_json(),
+            "seconds_per_epoch": self.stat("seconds_per_epoch").to_json(),
+            "train_seconds": {**self.stat("train_seconds").to_json(), "total": self.stat("train_seconds").total},
+            "run_dirs": [str(r.run_dir) for r in self.runs],
+        }
+
+
+def group_runs(runs: Sequence[RunResult], group_by: str = "row") -> list[Group]:
+    """Group runs by row label or objective (and always by task and metric), in order of first appearance."""
+    if group_by not in GROUP_BY:
+        raise SearnnError(f"unknown --group-by {group_by!r}; valid: {', '.join(GROUP_BY)}")
+    groups: dict[tuple[str, str, str], Group] = {}
+    for r in runs:
+        label = r.row if group_by == "row" else r.objective
+        key = (label, r.task, r.metric)
+        if key not in groups:
+            groups[key] = Group(label, r.task, r.objective, r.metric, r.lower_is_better)
+        g = groups[key]
+        if r.objective not in g.objective.split(","):
+            g.objective += "," + r.objective
+        g.runs.append(r)
+    for g in groups.values():
+        g.runs.sort(key=lambda r: (r.seed is None, r.seed or 0, natural_key(str(r.run_dir))))
+    return list(groups.values())
+
+
+def grid_row_order(paths: Sequence[str | Path]) -> list[str]:
+    """Row names in grid order, from the ``grid.yaml`` copy that ``searnn experiment`` keeps in its out dir."""
+    import yaml
+
+    order: list[str] = []
+    for raw in paths:
+        grid_file = Path(raw) / "grid.yaml"
+        if not grid_file.is_file():
+            continue
+        try:
+            data = yaml.safe_load(grid_file.read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        runs = data.get("runs") if isinstance(data, dict) else None
+        for entry in runs if isinstance(runs, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("name"), str) and entry["name"] not in order:
+                order.append(entry["name"])
+    return order
+
+
+def in_order(items: list[Any], order: Sequence[str], label: Any = lambda item: item.label) -> list[Any]:
+    """``items`` sorted by the position of their label in ``order`` (others after, keeping their order)."""
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(items, key=lambda item: rank.get(label(item), len(rank)))
+
+
+# --------------------------------------------------------------------------------------------- formatting
+
+
+def format_seconds(seconds: float | None) -> str:
+    """``12.3s``, ``4m05s`` or ``2h03m``."""
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        m, s = divmod(int(round(seconds)), 60)
+        return f"{m}m{s:02d}s"
+    h, m = divmod(int(round(seconds / 60)), 60)
+    return f"{h}h{m:02d}m"
+
+
+def format_mean_std(stat: Stat, digits: int = 2) -> str:
+    """``mean ± std`` (just the mean for a single value, ``—`` for none)."""
+    if stat.mean is None:
+        return "—"
+    if stat.std is None:
+        return f"{stat.mean:.{digits}f}"
+    return f"{stat.mean:.{digits}f} ± {stat.std:.{digits}f}"
+
+
+def _format_count(stat: Stat) -> str:
+    if stat.mean is None:
+        return "—"
+    if all(v == stat.values[0] for v in stat.values) and float(stat.values[0]).is_integer():
+        return str(int(stat.values[0]))
+    return f"{stat.mean:.1f}"
+
+
+def _best_labels(groups: Sequence[Group], which: str) -> set[int]:
+    """Indices of the groups holding the best mean ``which`` (valid/test) of their (task, metric)."""
+    best: dict[tuple[str, str], tuple[float, list[int]]] = {}
+    counts: dict[tuple[str, str], int] = {}
+    for i, g in enumerate(groups):
+        mean = g.stat(which).mean
+        if mean is None:
+            continue
+        key = (g.task, g.metric)
+        counts[key] = counts.get(key, 0) + 1
+        score = -mean if g.lower_is_better else mean
+        if key not in best or score > best[key][0]:
+            best[key] = (score, [i])
+        elif score == best[key][0]:
+            best[key][1].append(i)
+    return {i for key, (_, idx) in best.items() if counts[key] > 1 for i in idx}
+
+
+def markdown_table(groups: Sequence[Group], group_by: str = "row") -> str:
+    """The results table in GitHub markdown (see the module docstring for the columns)."""
+    first = "row" if group_by == "row" else "objective"
+    header = [first, "task"] + (["objective"] if group_by == "row" else []) + [
+        "metric", "valid", "test", "n", "best epoch", "epochs", "s/epoch", "train time"]
+    align = ["---"] * (len(header) - 8) + ["---"] + ["---:"] * 7
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    bold = {"valid": _best_labels(groups, "valid"), "test": _best_labels(groups, "test")}
+    for i, g in enumerate(groups):
+        n = len(g.runs)
+        count = f"{n}/{g.expected}" if g.expected is not None and g.expected != n else str(n)
+        arrow = "↓" if g.lower_is_better else "↑"
+        cells = [g.label, g.task] + ([g.objective] if group_by == "row" else [])
+        cells.append(f"{g.metric} {arrow}" if g.runs else g.metric)
+        for which in ("valid", "test"):
+            text = format_mean_std(g.stat(which))
+            cells.append(f"**{text}**" if i in bold[which] else text)
+        spe = g.stat("seconds_per_epoch").mean
+        cells += [
+            count,
+            _format_count(g.stat("best_epoch")),
+            _format_count(g.stat("epochs")),
+            "—" if spe is None else f"{spe:.2f}" if spe < 10 else f"{spe:.1f}",
+            format_seconds(g.stat("train_seconds").total),
+        ]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+TABLE_NOTE = (
+    "valid/test: metric of the best-on-validation checkpoint, mean ± sample std over the n seeds; "
+    "best epoch, epochs, s/epoch: means over seeds; train time: training wall time summed over seeds "
+    "(evaluation excluded); ↓/↑: lower/higher is better; bold: best of its task."
+)
+
+
+def report_json(groups: Sequence[Group], group_by: str, **extra: Any) -> dict[str, Any]:
+    return {**extra, "group_by": group_by, "rows": [g.to_json() for g in groups]}
+
+
+def unfinished_runs(paths: Sequence[str | Path]) -> list[Path]:
+    """Run dirs under ``paths`` that were started (``config.yaml``) but have no ``results.json``."""
+    out = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            for cfg in sorted(path.rglob("config.yaml"), key=lambda p: natural_key(str(p))):
+                if (cfg.parent / METRICS_LOG).exists() or (cfg.parent / "last.pt").exists():
+                    if not (cfg.parent / RESULTS).exists():
+                        out.append(cfg.parent)
+    return out
+
+
+def write_output(path: str | Path, markdown: str, data: dict[str, Any]) -> Path:
+    """Write ``data`` as JSON when ``path`` ends in ``.json``, else the markdown text."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".json":
+        out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    else:
+        out.write_text(markdown + "\n")
+    return out
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="searnn report",
+        description="Aggregate finished runs (run dirs, or directories above them such as a grid's out dir) "
+        "into a table: metric mean ± std over seeds, epochs, time. No training.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="RUN_DIR", help="run directories or directories above them")
+    parser.add_argument("--group-by", choices=GROUP_BY, default="row",
+                        help="one line per grid row (default) or per objective")
+    parser.add_argument("--out", default=None, help="also write the table to FILE (.md) or the JSON form (.json)")
+    args = parser.parse_args(argv)
+    runs = [load_result(d) for d in find_run_dirs(args.paths)]
+    groups = group_runs(runs, args.group_by)
+    if args.group_by == "row":
+        groups = in_order(groups, grid_row_order(args.paths))
+    table = markdown_table(groups, args.group_by)
+    pending = unfinished_runs(args.paths)
+    text = table + "\n\n" + TABLE_NOTE
+    if pending:
+        text += f"\n\n{len(pending)} unfinished run(s) left out: " + ", ".join(str(p) for p in pending)
+    print(text)
+    if args.out:
+        data = report_json(groups, args.group_by, unfinished=[str(p) for p in pending])
+        write_output(args.out, text, data)
+    return 0
