@@ -1,0 +1,237 @@
+"""SeaRNN: learning to search for RNNs (Leblond et al., ICLR 2018).
+
+One training step (SEARNN.md 1.1): roll in with the current model (or the reference), roll out every
+chosen (cell, token) pair to a full sequence, score the sequences with the task cost, and train the
+roll-in logits of each cell with a cost-sensitive loss against those costs. The search lives in
+:mod:`searnn.search`; the losses in :mod:`searnn.objectives.cost_sensitive`. Gradients reach the model
+through the roll-in logits only (the costs are constants); a single optimiser step per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from searnn.costs import COSTS, make_cost
+from searnn.data.batch import Batch
+from searnn.data.task import TaskData
+from searnn.errors import ConfigError, unknown_name
+from searnn.objectives.base import NORMALIZATIONS, LossOutput, Objective, ObjectiveConfig, normalize
+from searnn.objectives.cost_sensitive import LOSSES, min_cost_mask
+from searnn.search.engine import SearchOptions, SearchResult, search
+from searnn.search.exploration import SAMPLERS
+from searnn.search.rollin import ROLLINS
+from searnn.search.rollout import MIX_PER, ROLLOUTS
+from searnn.search.schedules import SCHEDULES, Progress
+
+
+@dataclass
+class SearnnConfig(ObjectiveConfig):
+    """Options of the SeaRNN objective. Defaults: the paper's best OCR setting (learned roll-in, mixed
+    roll-out at 0.5, KL, every token of every cell)."""
+
+    rollin: str = field(
+        default="learned",
+        metadata={
+            "help": "roll-in policy: reference (teacher forcing) | learned (greedy argmax fed back) | mixed "
+            "(reference with probability rollin_ref_prob per sequence) | mixed-cell (per step; the reference "
+            "token is the oracle's next token for the prefix)"
+        },
+    )
+    rollin_ref_prob: float = field(
+        default=0.5, metadata={"help": "probability of the reference policy for mixed / mixed-cell roll-ins"}
+    )
+    rollin_schedule: str = field(
+        default="constant",
+        metadata={
+            "help": "decay of rollin_ref_prob over training: constant | linear (p*(1-x)) | sigmoid "
+            "(p/(1+exp(12x-6))), x = fraction of training done"
+        },
+    )
+    rollout: str = field(
+        default="mixed",
+        metadata={
+            "help": "roll-out policy: reference (the cost's oracle completion) | learned (greedy decoding "
+            "from the roll-in state) | mixed (reference with probability rollout_ref_prob)"
+        },
+    )
+    rollout_ref_prob: float = field(
+        default=0.5, metadata={"help": "probability of a reference roll-out in the mixed roll-out"}
+    )
+    mix_per: str = field(
+        default="sequence",
+        metadata={"help": "granularity of the mixed roll-out's draw: sequence (as the paper) | rollout"},
+    )
+    cost: str = field(
+        default="",
+        metadata={"help": "training cost: hamming | edit | bleu | f1 ('' = the task's default cost)"},
+    )
+    searnn_loss: str = field(
+        default="kl",
+        metadata={
+            "help": "cost-sensitive loss: ll (eq. 3, target learning) | kl (eq. 4) | llcas (eq. 6, "
+            "cost-augmented softmax) | hinge (eq. 7, structured hinge); sampled variants (sLL, sKL) "
+            "normalise over the rolled-out tokens"
+        },
+    )
+    kl_scale: float = field(
+        default=100.0,
+        metadata={
+            "help": "alpha of the kl loss: target softmax(-alpha * (cost - min cost)); costs normalised by "
+            "length move by 1/length per error, so alpha must be large (the paper used 200 for BLEU)"
+        },
+    )
+    margin_scale: float = field(
+        default=1.0, metadata={"help": "scale of the min-shifted costs in the llcas and hinge losses"}
+    )
+    sample_tokens: str = field(
+        default="all",
+        metadata={
+            "help": "tokens rolled out per cell: all | uniform | policy (sampled from the model) | biased "
+            "(sampled from softmax(logits/bias_temperature)) | topk (highest logits); always plus the "
+            "reference token (and EOS on variable-length tasks)"
+        },
+    )
+    num_tokens: int = field(
+        default=5, metadata={"help": "tokens drawn per cell by the sampler, besides the forced ones"}
+    )
+    bias_temperature: float = field(
+        default=2.0, metadata={"help": "temperature (> 1 flattens the policy) of the biased sampler"}
+    )
+    gt_neighbors: int = field(
+        default=0, metadata={"help": "also roll out the reference tokens within +-N positions of the cell"}
+    )
+    num_cells: int = field(
+        default=0,
+        metadata={
+            "help": "random cells rolled out per sequence, besides the last token cell and the EOS cell "
+            "(0 = every cell)"
+        },
+    )
+    rollout_batch_size: int = field(
+        default=1024,
+        metadata={"help": "most roll-out rows decoded at once (bounds memory; 512-1024 is fastest on CPU)"},
+    )
+    max_len_ratio: float = field(
+        default=1.5,
+        metadata={
+            "help": "variable-length tasks: roll-ins and roll-outs stop after ceil(max_len_ratio * "
+            "reference length) + max_len_extra tokens"
+        },
+    )
+    max_len_extra: int = field(
+        default=2, metadata={"help": "variable-length tasks: extra tokens allowed beyond the ratio"}
+    )
+
+    def __post_init__(self) -> None:
+        choices = {
+            "normalization": NORMALIZATIONS,
+            "rollin": ROLLINS,
+            "rollin_schedule": tuple(SCHEDULES),
+            "rollout": ROLLOUTS,
+            "mix_per": MIX_PER,
+            "searnn_loss": tuple(LOSSES),
+            "sample_tokens": SAMPLERS,
+        }
+        for name, valid in choices.items():
+            if getattr(self, name) not in valid:
+                raise unknown_name(name, getattr(self, name), valid)
+        if self.cost and self.cost not in COSTS:
+            raise unknown_name("cost", self.cost, list(COSTS))
+        for name in ("rollin_ref_prob", "rollout_ref_prob"):
+            if not 0.0 <= float(getattr(self, name)) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        for name in ("kl_scale", "margin_scale"):
+            if not float(getattr(self, name)) >= 0.0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not float(self.bias_temperature) >= 1.0:
+            raise ConfigError(f"bias_temperature must be >= 1 (it flattens the policy), got {self.bias_temperature!r}")
+        if not float(self.max_len_ratio) >= 1.0:
+            raise ConfigError(f"max_len_ratio must be >= 1, got {self.max_len_ratio!r}")
+        for name, low in (("num_tokens", 1), ("gt_neighbors", 0), ("num_cells", 0), ("rollout_batch_size", 1),
+                          ("max_len_extra", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+    def search_options(self) -> SearchOptions:
+        return SearchOptions(
+            rollin=self.rollin,
+            rollin_ref_prob=float(self.rollin_ref_prob),
+            rollout=self.rollout,
+            rollout_ref_prob=float(self.rollout_ref_prob),
+            mix_per=self.mix_per,
+            sample_tokens=self.sample_tokens,
+            num_tokens=self.num_tokens,
+            bias_temperature=float(self.bias_temperature),
+            gt_neighbors=self.gt_neighbors,
+            num_cells=self.num_cells,
+            rollout_batch_size=self.rollout_batch_size,
+            max_len_ratio=float(self.max_len_ratio),
+            max_len_extra=self.max_len_extra,
+        )
+
+
+class SearnnObjective(Objective):
+    """The SeaRNN objective: ``objective(model, batch) -> LossOutput`` (see the module docstring)."""
+
+    config_class = SearnnConfig
+
+    def __init__(self, config: SearnnConfig, task: TaskData):
+        super().__init__(config, task)
+        self.config: SearnnConfig = config
+        self.cost = make_cost(config.cost or task.cost, task.tgt_vocab)
+        self.fixed_length = bool(task.fixed_length)
+        self.options = config.search_options()
+        self.loss_fn = LOSSES[config.searnn_loss]
+        self.scale = float(config.kl_scale if config.searnn_loss == "kl" else config.margin_scale)
+        self.progress = Progress()
+
+    # -- schedule ----------------------------------------------------------------------------------
+    def start_epoch(self, epoch: int, total_epochs: int) -> None:
+        self.progress.start_epoch(epoch, total_epochs)
+
+    def current_rollin_ref_prob(self) -> float:
+        """``rollin_ref_prob`` after the schedule, at the current training progress."""
+        return SCHEDULES[self.config.rollin_schedule](float(self.config.rollin_ref_prob), self.progress.value)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps_per_epoch": self.progress.steps_per_epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.progress.steps_per_epoch = int(state.get("steps_per_epoch", 0))
+
+    # -- loss --------------------------------------------------------------------------------------
+    def search(self, model: torch.nn.Module, batch: Batch) -> SearchResult:
+        """Roll in and out, return the costs (no loss)."""
+        return search(model, batch, self.cost, self.fixed_length, self.options, self.current_rollin_ref_prob())
+
+    def loss_from(self, result: SearchResult) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Per-cell losses ``(B, T)`` (0 outside the rolled-out cells), the scalar loss and its denominator."""
+        logits = result.rollin.logits.float()  # (B, T, V)
+        b, t, v = logits.shape
+        cell_loss = self.loss_fn(
+            logits.reshape(b * t, v),
+            result.costs.reshape(b * t, v),
+            scale=self.scale,
+            prefer=result.reference.reshape(b * t),
+        ).view(b, t)
+        loss, denom = normalize(cell_loss, result.cell_mask, self.config.normalization)
+        return cell_loss, loss, denom
+
+    def __call__(self, model: torch.nn.Module, batch: Batch) -> LossOutput:
+        self.progress.step()
+        self.step_count += 1
+        result = self.search(model, batch)
+        _, loss, denom = self.loss_from(result)
+        logs = dict(result.stats)
+        with torch.no_grad():
+            mask = result.cell_mask
+            argmax = result.rollin.logits.detach().argmax(dim=-1)  # (B, T)
+            is_min = min_cost_mask(result.costs.flatten(0, 1)).view_as(result.costs)
+            hit = is_min.gather(2, argmax[:, :, None]).squeeze(2) & mask
+            logs["argmax_is_min"] = float(hit.sum()) / max(float(mask.sum()), 1.0)
+            logs["rollin_cost"] = float(result.rollin_cost.float().mean())
+        return LossOutput(loss, denom, logs)
