@@ -136,6 +136,33 @@ def test_teacher_forced_states_restart_any_cell(cell: str, attention: str, input
     torch.testing.assert_close(step_logits, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize(("cell", "attention", "input_feed"), [("gru", "none", False), ("lstm", "additive", True),
+                                                          ("gru", "multiplicative", False)])
+def test_aligned_input_step_and_restart(cell: str, attention: str, input_feed: bool) -> None:
+    """With aligned_input, step t also reads the encoder output at position t (zeros past the end)."""
+    model = make_model(cell=cell, attention=attention, input_feed=input_feed, aligned_input=True, bidirectional=True)
+    src, src_len = make_src(False, [3, 5, 1])
+    b, t = 3, 6  # longer than every source: exercises the zero padding
+    dec = make_dec_input(b, t)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        logits, states = model.teacher_forced_states(enc, dec)
+        torch.testing.assert_close(logits, model(src, src_len, dec), atol=1e-5, rtol=1e-5)
+        state, steps = model.init_state(enc), []
+        for k in range(t):
+            step_logits, state = model.step(enc, state, dec[:, k])
+            steps.append(step_logits)
+        torch.testing.assert_close(torch.stack(steps, 1), logits, atol=1e-5, rtol=1e-5)
+        rows = torch.tensor([17, 0, 4, 9, 9, 12])
+        step_logits, _ = model.step(enc, states.index(rows), dec.t().reshape(-1)[rows])
+        torch.testing.assert_close(step_logits, logits.transpose(0, 1).reshape(t * b, -1)[rows], atol=1e-5, rtol=1e-5)
+        # the aligned input matters: changing the source at position 1 changes the logits of step 1
+        src2 = src.clone()
+        src2[1, 1] = torch.where(src2[1, 1] == 4, 5, 4)
+        other = model(src2, src_len, dec)
+        assert not torch.allclose(other[1, 1], logits[1, 1])
+
+
 def test_teacher_forced_states_two_steps_ahead() -> None:
     """Continuing from a mid-sequence state with step() follows the teacher-forced logits."""
     model = make_model(cell="lstm", attention="additive", dec_layers=2)

@@ -36,7 +36,7 @@ SETUPS = {
     "hamming": (LETTERS, True, "features", dict()),
     "edit": (WORDS, False, "tokens", dict(attention="additive")),
     "bleu": (WORDS, False, "tokens", dict(attention="multiplicative", input_feed=True)),
-    "f1": (TAGS, True, "tokens", dict(cell="lstm", dec_layers=2, enc_layers=2)),
+    "f1": (TAGS, True, "tokens", dict(cell="lstm", dec_layers=2, enc_layers=2, aligned_input=True)),
 }
 FEATS = 5
 SRC_VOCAB = 9

@@ -46,6 +46,13 @@ class ModelConfig:
             "none | additive (v.tanh(W_c m + W_q h)) | multiplicative (h^T W m)"
         },
     )
+    aligned_input: bool = field(
+        default=False,
+        metadata={
+            "help": "fixed-length tasks (one output per source position): also feed the encoder output at "
+            "position t as decoder input at step t (a hard monotonic alignment; zeros past the source end)"
+        },
+    )
     input_feed: bool = field(
         default=False,
         metadata={
@@ -74,6 +81,6 @@ class ModelConfig:
         if not isinstance(self.dropout, (int, float)) or not 0.0 <= float(self.dropout) < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
         self.dropout = float(self.dropout)
-        for name in ("bidirectional", "input_feed"):
+        for name in ("bidirectional", "input_feed", "aligned_input"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")

@@ -56,7 +56,7 @@ class Seq2Seq(nn.Module):
         self.encoder = Encoder(cfg, list(src_vocab_sizes), src_feature_dim)
         hid, mem = cfg.hidden, self.encoder.out_dim
         self.tgt_embedding = nn.Embedding(tgt_vocab_size, cfg.tgt_emb_dim, padding_idx=PAD_ID)
-        dec_in = cfg.tgt_emb_dim + (hid if cfg.input_feed else 0)
+        dec_in = cfg.tgt_emb_dim + (hid if cfg.input_feed else 0) + (mem if cfg.aligned_input else 0)
         self.rnns = nn.ModuleList(
             make_rnn(cfg.cell, dec_in if layer == 0 else hid, hid) for layer in range(cfg.dec_layers)
         )
@@ -110,7 +110,18 @@ class Seq2Seq(nn.Module):
         b = enc.batch_size
         feed = h.new_zeros(b, self.cfg.hidden) if self.cfg.input_feed else None
         idx = torch.arange(b, device=h.device)
-        return DecoderState(h=h.contiguous(), c=None if c is None else c.contiguous(), feed=feed, batch_idx=idx)
+        pos = torch.zeros_like(idx) if self.cfg.aligned_input else None
+        return DecoderState(
+            h=h.contiguous(), c=None if c is None else c.contiguous(), feed=feed, batch_idx=idx, pos=pos
+        )
+
+    @staticmethod
+    def _aligned_memory(enc: Encoded, length: int) -> torch.Tensor:
+        """Encoder outputs at positions ``0..length-1``, ``(B, length, H_enc)``, zeros past the source end."""
+        mem = enc.memory[:, :length]
+        if mem.shape[1] < length:
+            mem = F.pad(mem, (0, 0, 0, length - mem.shape[1]))
+        return mem
 
     # ------------------------------------------------------------------ decoder pieces
 
@@ -188,13 +199,25 @@ class Seq2Seq(nn.Module):
         if self.cfg.input_feed:
             assert state.feed is not None
             x = torch.cat([x, state.feed], dim=-1)
+        pos = None
+        if self.cfg.aligned_input:
+            assert state.pos is not None
+            padded = F.pad(enc.memory, (0, 0, 0, 1))  # (B, S+1, H_enc), last column zeros
+            col = state.pos.clamp(max=enc.memory.shape[1])
+            x = torch.cat([x, padded[state.batch_idx, col]], dim=-1)
+            pos = state.pos + 1
         _, outputs, h_n, c_n = self._run_layers(x.unsqueeze(1), state.h, state.c)
         h = outputs[-1].squeeze(1)  # (N, H)
         o = None
         if need_output or self.cfg.input_feed:
             o = self._attentional(h, self._row_context(enc, h, state))
         new = DecoderState(
-            h=h_n, c=c_n, feed=o if self.cfg.input_feed else None, batch_idx=state.batch_idx, layout=state.layout
+            h=h_n,
+            c=c_n,
+            feed=o if self.cfg.input_feed else None,
+            batch_idx=state.batch_idx,
+            pos=pos,
+            layout=state.layout,
         )
         return o, new
 
@@ -234,6 +257,8 @@ class Seq2Seq(nn.Module):
             return self._teacher_forced_loop(enc, state0, dec_input, want_states, detach)
         b, t = dec_input.shape
         x = self.dropout(self.tgt_embedding(dec_input))  # (B, T, E)
+        if self.cfg.aligned_input:
+            x = torch.cat([x, self._aligned_memory(enc, t)], dim=-1)  # (B, T, E + H_enc)
         inputs, outputs, _, _ = self._run_layers(x, state0.h, state0.c)
         top = outputs[-1]  # (B, T, H)
         ctx = None
@@ -264,6 +289,7 @@ class Seq2Seq(nn.Module):
                 c=None if c_before is None else flat(c_before),
                 feed=None,
                 batch_idx=state0.batch_idx.repeat(t),
+                pos=torch.arange(t, device=dec_input.device).repeat_interleave(b) if self.cfg.aligned_input else None,
             )
         return logits, states.detach() if detach else states
 

@@ -93,13 +93,16 @@ class DecoderState:
 
     h: ``(L, N, H)`` hidden state per decoder layer; c: ``(L, N, H)`` LSTM cell state or None;
     feed: ``(N, H)`` previous attentional output (input feeding) or None;
-    batch_idx: ``(N,)`` long, the example of the :class:`Encoded` batch each row belongs to.
+    batch_idx: ``(N,)`` long, the example of the :class:`Encoded` batch each row belongs to;
+    pos: ``(N,)`` long, tokens consumed so far (the next input's position), for models with
+    ``aligned_input``; None otherwise.
     """
 
     h: torch.Tensor
     c: torch.Tensor | None
     feed: torch.Tensor | None
     batch_idx: torch.Tensor
+    pos: torch.Tensor | None = None
     layout: RowLayout | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
@@ -116,6 +119,7 @@ class DecoderState:
             c=None if self.c is None else self.c.index_select(1, idx),
             feed=None if self.feed is None else self.feed.index_select(0, idx),
             batch_idx=self.batch_idx.index_select(0, idx),
+            pos=None if self.pos is None else self.pos.index_select(0, idx),
         )
 
     def repeat_interleave(self, k: int) -> DecoderState:
@@ -134,6 +138,7 @@ class DecoderState:
             c=None if first.c is None else torch.cat([s.c for s in states], dim=1),  # type: ignore[misc]
             feed=None if first.feed is None else torch.cat([s.feed for s in states], dim=0),  # type: ignore[misc]
             batch_idx=torch.cat([s.batch_idx for s in states], dim=0),
+            pos=None if first.pos is None else torch.cat([s.pos for s in states], dim=0),  # type: ignore[misc]
         )
 
     def to(self, device: torch.device | str) -> DecoderState:
@@ -142,6 +147,7 @@ class DecoderState:
             c=None if self.c is None else self.c.to(device),
             feed=None if self.feed is None else self.feed.to(device),
             batch_idx=self.batch_idx.to(device),
+            pos=None if self.pos is None else self.pos.to(device),
         )
 
     def detach(self) -> DecoderState:
@@ -151,6 +157,7 @@ class DecoderState:
             c=None if self.c is None else self.c.detach(),
             feed=None if self.feed is None else self.feed.detach(),
             batch_idx=self.batch_idx,
+            pos=self.pos,
             layout=self.layout,
         )
 
