@@ -6,6 +6,8 @@ TORCH_PIN ?= torch==2.13.0
 install:
 	$(PYTHON) -m pip install --quiet $(TORCH_PIN)
 	$(PYTHON) -m pip install --quiet -e ".[test]"
+	# CIDEr-D reference for the tests (its scorer needs only numpy; skip its heavy optional deps)
+	$(PYTHON) -m pip install --quiet --no-deps pycocoevalcap
 
 demo: install
 	searnn train --task ocr --objective mle --run-dir runs/demo --config configs/ocr/mle.yaml --epochs 8

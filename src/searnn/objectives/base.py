@@ -1,7 +1,7 @@
 """The objective seam: ``objective(model, batch) -> LossOutput``.
 
 The training loop never knows which objective it runs. An objective is a class constructed once per
-run with ``(config, task_data, model_config)`` and called on every batch; it receives the model, so
+run with ``(config, task)`` and called as ``objective(model, batch)`` on every batch; it receives the model, so
 search-based objectives (SeaRNN) can roll in and out through it. Objectives are registered by name in
 :data:`searnn.objectives.OBJECTIVES` with their config dataclass.
 """
@@ -40,7 +40,7 @@ class ObjectiveConfig:
 
 
 class Objective:
-    """Base class. Subclasses implement ``__call__(model, batch, epoch) -> LossOutput``."""
+    """Base class. Subclasses implement ``__call__(model, batch) -> LossOutput``."""
 
     config_class: type[ObjectiveConfig] = ObjectiveConfig
 
