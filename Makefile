@@ -10,7 +10,8 @@ install:
 	$(PYTHON) -m pip install --quiet --no-deps pycocoevalcap
 
 demo: install
-	searnn train --task ocr --objective mle --run-dir runs/demo --config configs/ocr/mle.yaml --epochs 8
+	$(PYTHON) -m searnn.cli train --config configs/ocr/mle.yaml --run-dir runs/demo
+	$(PYTHON) -m searnn.cli report runs/demo
 
 test: install
 	$(PYTHON) -m pytest -q
