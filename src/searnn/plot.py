@@ -156,8 +156,9 @@ def _time_unit(max_seconds: float) -> tuple[float, str]:
 
 
 def plot_groups(groups: Sequence[CurveGroup], out: str | Path, x: str = "both", band: str = "minmax",
-                title: str | None = None) -> Path:
-    """Draw the groups' curves to a PNG at ``out``; returns its path."""
+                title: str | None = None, log_y: bool = False) -> Path:
+    """Draw the groups' curves to a PNG at ``out``; returns its path. ``log_y``: logarithmic metric axis
+    (error rates that fall over orders of magnitude)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,7 +197,9 @@ def plot_groups(groups: Sequence[CurveGroup], out: str | Path, x: str = "both", 
             ax.set_ylabel(f"valid {metric} ({'lower' if lower else 'higher'} is better)")
             ax.set_title(f"{task}: validation {metric} vs {'epoch' if mode == 'epoch' else 'training time'}",
                          fontsize=11)
-            ax.grid(True, alpha=0.3)
+            ax.grid(True, alpha=0.3, which="both" if log_y else "major")
+            if log_y:
+                ax.set_yscale("log")
             if mode == "epoch":
                 ax.xaxis.get_major_locator().set_params(integer=True)
             ax.legend(fontsize=8, loc="best", title=f"mean, shaded: {band_text}", title_fontsize=8)
@@ -221,6 +224,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--group-by", choices=report.GROUP_BY, default="row", help="one line per row or objective")
     parser.add_argument("--band", choices=BANDS, default="minmax", help="seed spread: min-max (default) or ± std")
     parser.add_argument("--title", default=None, help="figure title")
+    parser.add_argument("--log-y", action="store_true", help="logarithmic metric axis")
     args = parser.parse_args(argv)
     if not re.search(r"\.png$", args.out, re.IGNORECASE):
         raise SearnnError(f"--out {args.out}: expected a .png file name")
@@ -228,6 +232,6 @@ def main(argv: list[str]) -> int:
     groups = group_curves(curves, args.group_by)
     if args.group_by == "row":
         groups = report.in_order(groups, report.grid_row_order(args.paths))
-    path = plot_groups(groups, args.out, x=args.x, band=args.band, title=args.title)
+    path = plot_groups(groups, args.out, x=args.x, band=args.band, title=args.title, log_y=args.log_y)
     print(f"wrote {path} ({len(groups)} curve(s) from {len(curves)} run(s))")
     return 0
