@@ -1,4 +1,4 @@
-"""Command-line interface: ``searnn train | evaluate | predict | tasks``.
+"""Command-line interface: ``searnn train | evaluate | predict | tasks | experiment | report | plot``.
 
 Every option of a run can be given on the command line (``--lr 0.5``) or in a YAML file
 (``--config FILE``); the command line wins. ``searnn train --task T --objective O --help`` lists the
