@@ -64,10 +64,17 @@ def parse_train_args(argv: list[str]) -> dict[str, Any]:
     return values
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_train(argv: list[str]) -> int:
+    import signal
+
     from searnn.train import run
 
     cfg = build_config(parse_train_args(argv))
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run checkpoints like a Ctrl-C'd one
     results = run(cfg)
     print(json.dumps({k: results[k] for k in ("task", "objective", "metric", "valid", "test", "epochs",
                                               "seconds_per_epoch", "signature")}, indent=2))

@@ -291,7 +291,14 @@ class Trainer:
             f"{len(self.task.test)} test), objective {t.objective}, {self.model.num_parameters():,} "
             f"parameters, device {self.device}")
         while st.epoch < t.epochs and not st.stopped:
-            finished = self.train_epoch(st.epoch)
+            try:
+                finished = self.train_epoch(st.epoch)
+            except KeyboardInterrupt:
+                # Ctrl-C / SIGTERM between or inside batches: keep every completed batch. The optimizer step
+                # and the loop position are updated together after each batch, so last.pt is consistent.
+                self.save_last()
+                log(f"interrupted at epoch {st.epoch + 1}, batch {st.batch}: saved {self.run_dir / ckpt.LAST}")
+                raise
             self.end_epoch(st.epoch)
             st.epoch, st.batch, st.sums, st.epoch_seconds = st.epoch + 1, 0, {}, 0.0
             if not finished:
