@@ -22,7 +22,9 @@ from typing import IO, TypeVar
 
 import numpy as np
 
+from searnn.data.batch import Example
 from searnn.data.task import REPO_DATA
+from searnn.data.vocab import Vocab
 from searnn.errors import ConfigError, DataError
 
 T = TypeVar("T")
@@ -150,3 +152,34 @@ def no_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+Row = tuple[int, list[str], list[str]]
+"""A tokenised pair with its 1-based line number: ``(line, source tokens, target tokens)``."""
+
+
+def pair_examples(
+    rows: dict[str, list[Row]], min_count: int, limit_train: int
+) -> tuple[Vocab, Vocab, list[Example], dict[str, list[Example]]]:
+    """Word vocabularies (from the training rows, ``min_count``) and examples of tokenised text pairs.
+
+    ``rows`` maps ``train``, ``valid``, ``test`` to rows. Validation and test examples keep their reference
+    words in ``meta['ref_tokens']`` (so metrics see the real words, not UNK) and their ``line``. Returns
+    ``(src_vocab, tgt_vocab, train, {"valid": ..., "test": ...})``.
+    """
+    src_vocab = Vocab.build((s for _, s, _ in rows["train"]), min_count=min_count)
+    tgt_vocab = Vocab.build((t for _, _, t in rows["train"]), min_count=min_count)
+    with no_gc():
+        train = [
+            Example(src=token_stream(src_vocab.encode(s)), tgt=tgt_vocab.encode(t))
+            for _, s, t in apply_limit(rows["train"], limit_train)
+        ]
+        held = {
+            split: [
+                Example(src=token_stream(src_vocab.encode(s)), tgt=tgt_vocab.encode(t),
+                        meta={"ref_tokens": t, "line": i})
+                for i, s, t in rows[split]
+            ]
+            for split in ("valid", "test")
+        }
+    return src_vocab, tgt_vocab, train, held

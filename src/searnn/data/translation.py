@@ -40,10 +40,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from searnn.data.batch import Example
-from searnn.data.io import apply_limit, find_file, no_gc, read_lines, resolve_data_dir, token_stream
+from searnn.data.io import find_file, pair_examples, read_lines, resolve_data_dir, token_stream
 from searnn.data.task import TaskConfig, TaskData
-from searnn.data.vocab import Vocab
 from searnn.errors import ConfigError, DataError
 
 DATASETS = ("multi30k", "iwslt14")
@@ -157,25 +155,7 @@ def load(cfg: TranslationConfig) -> TaskData:
     if not tokenized["train"]:
         raise DataError(f"{files['train'][0]}: no training pairs left (empty files or all longer than max_len)")
 
-    src_vocab = Vocab.build((s for _, s, _ in tokenized["train"]), min_count=cfg.min_count)
-    tgt_vocab = Vocab.build((t for _, _, t in tokenized["train"]), min_count=cfg.min_count)
-
-    with no_gc():
-        train = [
-            Example(src=token_stream(src_vocab.encode(s)), tgt=tgt_vocab.encode(t))
-            for _, s, t in apply_limit(tokenized["train"], cfg.limit_train)
-        ]
-        held = {
-            split: [
-                Example(
-                    src=token_stream(src_vocab.encode(s)),
-                    tgt=tgt_vocab.encode(t),
-                    meta={"ref_tokens": t, "line": i},
-                )
-                for i, s, t in tokenized[split]
-            ]
-            for split in ("valid", "test")
-        }
+    src_vocab, tgt_vocab, train, held = pair_examples(tokenized, cfg.min_count, cfg.limit_train)
 
     def parse_source(line: str) -> list[list[int]]:
         tokens = (line.lower() if cfg.lowercase else line).split()

@@ -30,10 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from searnn.data.batch import Example
-from searnn.data.io import apply_limit, no_gc, read_lines, token_stream
+from searnn.data.io import pair_examples, read_lines, token_stream
 from searnn.data.task import TaskConfig, TaskData
-from searnn.data.vocab import Vocab
 from searnn.errors import ConfigError, DataError
 
 TOKENIZERS = ("char", "space")
@@ -119,27 +117,9 @@ def load(cfg: TsvConfig) -> TaskData:
     paths = {split: _resolve(cfg, split) for split in SPLITS}
     rows = {split: read_tsv(paths[split], cfg.tokenize, cfg.fixed_length) for split in SPLITS}
 
-    src_vocab = Vocab.build((s for _, s, _ in rows["train"]), min_count=cfg.min_count)
-    tgt_vocab = Vocab.build((t for _, _, t in rows["train"]), min_count=cfg.min_count)
+    src_vocab, tgt_vocab, train, held = pair_examples(rows, cfg.min_count, cfg.limit_train)
     split_fn = _tokenizer(cfg.tokenize)
     joiner = "" if cfg.tokenize == "char" else " "
-
-    with no_gc():
-        train = [
-            Example(src=token_stream(src_vocab.encode(s)), tgt=tgt_vocab.encode(t))
-            for _, s, t in apply_limit(rows["train"], cfg.limit_train)
-        ]
-        held = {
-            split: [
-                Example(
-                    src=token_stream(src_vocab.encode(s)),
-                    tgt=tgt_vocab.encode(t),
-                    meta={"ref_tokens": t, "line": i},
-                )
-                for i, s, t in rows[split]
-            ]
-            for split in ("valid", "test")
-        }
 
     def parse_source(line: str) -> list[list[int]]:
         tokens = split_fn(line.rstrip("\r\n"))
