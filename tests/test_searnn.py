@@ -239,3 +239,49 @@ def test_schedule_lowers_the_rollin_reference_probability() -> None:
     again = SearnnObjective(obj.config, task)
     again.load_state_dict(state)
     assert again.progress.steps_per_epoch == 2
+
+
+# ----------------------------------------------------------------------------------- SeaRNN + Tok
+@pytest.mark.parametrize("similarity", ["uniform", "train"])
+@pytest.mark.parametrize("fixed", [True, False])
+def test_searnn_tok_with_reference_search_equals_token_smoothing(similarity: str, fixed: bool) -> None:
+    """Reference roll-in/out + Hamming + LL is MLE (App. C.1), so SeaRNN+Tok there must equal token
+    smoothing with the same weight: same loss, same gradients."""
+    from searnn.objectives.searnn_tok import SearnnTok, SearnnTokConfig
+    from searnn.objectives.token_smoothing import TokenSmoothing, TokenSmoothingConfig
+
+    task = make_task(fixed, n=24)
+    batch = collate(task.train[:8])
+    model = make_model()
+    tok = dict(similarity=similarity, tok_tau=0.5, top_k=4, train_dim=4)
+    combined = SearnnTok(
+        SearnnTokConfig(rollin="reference", rollout="reference", searnn_loss="ll", cost="hamming", tok_alpha=0.4,
+                        **tok), task,
+    )(model, batch)
+    plain = TokenSmoothing(TokenSmoothingConfig(alpha=0.4, **tok), task)(model, batch)
+    torch.testing.assert_close(combined.loss, plain.loss)
+    g1 = torch.autograd.grad(combined.loss, list(model.parameters()), allow_unused=True)
+    g2 = torch.autograd.grad(plain.loss, list(model.parameters()), allow_unused=True)
+    for g, h in zip(g1, g2, strict=True):
+        if g is None or h is None:
+            assert g is None and h is None
+        else:
+            torch.testing.assert_close(g, h)
+    assert "tok_self_mass" in combined.logs and "argmax_is_min" in combined.logs
+
+
+@pytest.mark.parametrize("loss", ["kl", "ll"])
+def test_searnn_tok_with_zero_weight_is_searnn(loss: str) -> None:
+    from searnn.objectives.searnn_tok import SearnnTok, SearnnTokConfig
+
+    task = make_task(False, cost="edit")
+    batch = collate(task.train[:8])
+    model = make_model()
+    opts = dict(rollin="learned", rollout="mixed", searnn_loss=loss, sample_tokens="topk", num_tokens=3)
+    torch.manual_seed(5)
+    a = SearnnTok(SearnnTokConfig(tok_alpha=0.0, similarity="uniform", **opts), task)(model, batch)
+    torch.manual_seed(5)
+    b = SearnnObjective(SearnnConfig(**opts), task)(model, batch)
+    assert float(a.loss.detach()) == float(b.loss.detach())
+    with pytest.raises(ConfigError, match="tok_alpha"):
+        SearnnTokConfig(tok_alpha=1.5)

@@ -6,12 +6,14 @@ from searnn.objectives.base import LossOutput, Objective, ObjectiveConfig, norma
 from searnn.objectives.baselines import EntropyRegularized, LabelSmoothing
 from searnn.objectives.mle import MleObjective
 from searnn.objectives.searnn import SearnnObjective
+from searnn.objectives.searnn_tok import SearnnTok
 from searnn.objectives.seq_smoothing import SeqSmoothing, TokSeq
 from searnn.objectives.token_smoothing import TokenSmoothing
 
 OBJECTIVES: dict[str, type[Objective]] = {
     "mle": MleObjective,
     "searnn": SearnnObjective,
+    "searnn-tok": SearnnTok,
     "token-smoothing": TokenSmoothing,
     "seq-smoothing": SeqSmoothing,
     "tok-seq": TokSeq,

@@ -228,10 +228,17 @@ class SearnnObjective(Objective):
         _, loss, denom = self.loss_from(result)
         logs = dict(result.stats)
         with torch.no_grad():
-            mask = result.cell_mask
-            argmax = result.rollin.logits.detach().argmax(dim=-1)  # (B, T)
-            is_min = min_cost_mask(result.costs.flatten(0, 1)).view_as(result.costs)
-            hit = is_min.gather(2, argmax[:, :, None]).squeeze(2) & mask
-            logs["argmax_is_min"] = float(hit.sum()) / max(float(mask.sum()), 1.0)
-            logs["rollin_cost"] = float(result.rollin_cost.float().mean())
+            logs.update(self.cell_logs(result))
         return LossOutput(loss, denom, logs)
+
+    @staticmethod
+    def cell_logs(result: SearchResult) -> dict[str, float]:
+        """Fraction of rolled-out cells whose argmax is a min-cost token, and the mean roll-in cost."""
+        mask = result.cell_mask
+        argmax = result.rollin.logits.detach().argmax(dim=-1)  # (B, T)
+        is_min = min_cost_mask(result.costs.flatten(0, 1)).view_as(result.costs)
+        hit = is_min.gather(2, argmax[:, :, None]).squeeze(2) & mask
+        return {
+            "argmax_is_min": float(hit.sum()) / max(float(mask.sum()), 1.0),
+            "rollin_cost": float(result.rollin_cost.float().mean()),
+        }

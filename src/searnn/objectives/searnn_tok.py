@@ -1,0 +1,76 @@
+"""SeaRNN combined with token-level loss smoothing (neither paper tried it).
+
+Each rolled-out cell gets the SeaRNN cost-sensitive loss of its roll-in logits, mixed with the token-level
+smoothed loss of Elbayad et al. (2018, eq. 16) centred on the cell's reference token (the oracle's next
+token for the roll-in prefix; the ground-truth token under a reference roll-in)::
+
+    loss_t = (1 - tok_alpha) * L_searnn(logits_t, costs_t) + tok_alpha * D(r(. | ref_t) || p(. | h_t))
+
+``tok_alpha = 0`` is plain SeaRNN, exactly. The SeaRNN part brings the task cost of full roll-outs; the
+token part spreads mass over tokens similar to the reference one, which the cost cannot see when it was
+never rolled out (sampled SeaRNN on large vocabularies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from searnn.data.batch import Batch
+from searnn.data.task import TaskData
+from searnn.objectives.base import LossOutput, normalize
+from searnn.objectives.searnn import SearnnConfig, SearnnObjective
+from searnn.objectives.token_smoothing import TokenOptions, TokenSmoother, check_unit_interval, mixed_cell_loss
+
+
+@dataclass
+class SearnnTokConfig(SearnnConfig, TokenOptions):
+    """SeaRNN options plus the token-smoothing options, and the weight between them."""
+
+    tok_alpha: float = field(
+        default=0.3,
+        metadata={"help": "weight of the token-smoothed loss: (1-tok_alpha)*SeaRNN + tok_alpha*D(r||p); "
+                  "0 = plain SeaRNN"},
+    )
+
+    def __post_init__(self) -> None:
+        SearnnConfig.__post_init__(self)
+        TokenOptions.__post_init__(self)
+        check_unit_interval("tok_alpha", self.tok_alpha)
+
+
+class SearnnTok(SearnnObjective):
+    """SeaRNN + token smoothing (see the module docstring)."""
+
+    config_class = SearnnTokConfig
+    config: SearnnTokConfig
+
+    def __init__(self, config: SearnnTokConfig, task: TaskData):
+        super().__init__(config, task)
+        self.smoother = TokenSmoother(config, task)
+
+    def start_epoch(self, epoch: int, total_epochs: int) -> None:
+        super().start_epoch(epoch, total_epochs)
+        self.smoother.start_epoch()
+
+    def __call__(self, model: torch.nn.Module, batch: Batch) -> LossOutput:
+        self.progress.step()
+        self.step_count += 1
+        result = self.search(model, batch)
+        cell_loss, _, _ = self.loss_from(result)  # (B, T)
+        alpha = float(self.config.tok_alpha)
+        logs = dict(result.stats)
+        if alpha > 0:
+            logits = result.rollin.logits.float()  # (B, T, V)
+            self.smoother.prepare(model, logits.device)
+            logp = F.log_softmax(logits, dim=-1)
+            tok, _ = mixed_cell_loss(logp, result.reference[:, None, :], self.smoother, 1.0)  # (B, 1, T)
+            cell_loss = (1 - alpha) * cell_loss + alpha * tok[:, 0]
+            with torch.no_grad():
+                logs.update(self.smoother.stats(result.reference, result.cell_mask))
+        loss, denom = normalize(cell_loss, result.cell_mask, self.config.normalization)
+        with torch.no_grad():
+            logs.update(self.cell_logs(result))
+        return LossOutput(loss, denom, logs)
