@@ -265,3 +265,21 @@ def test_decode_batch_helpers() -> None:
     beam = decode_batch(model, batch, fixed_length=False, beam=3, max_len=4)
     assert len(beam) == 3 and all(len(x) <= 4 for x in beam)
     assert decode_batch(model, batch, fixed_length=False, beam=1, max_len=4) == out
+
+
+@pytest.mark.parametrize("fixed", [False, True])
+def test_greedy_from_shared_states_equals_indexed_states(fixed: bool) -> None:
+    """``state_rows``: rows branching from shared states decode as if each had its own copy."""
+    model = make_model(eos_bias=1.0, attention="additive")
+    src, src_len = make_src([4, 3])
+    dec = torch.tensor([[BOS_ID, 5, 6, 7], [BOS_ID, 4, 4, 8]])
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        _, states = model.teacher_forced_states(enc, dec)
+        shared = states.index(torch.tensor([2, 5, 7]))
+        rows = torch.tensor([0, 0, 1, 2, 2, 2, 1])
+        first = torch.tensor([4, 8, 5, 6, 7, 4, 4])
+        budget = torch.tensor([3, 0, 4, 2, 5, 1, 3])  # a zero budget exercises the initial filtering
+        got = greedy(model, enc, shared, budget, fixed, first_tokens=first, state_rows=rows)
+        want = greedy(model, enc, shared.index(rows), budget, fixed, first_tokens=first)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -296,3 +296,47 @@ def test_encoder_layers_bridge_to_deeper_decoder() -> None:
         enc = model.encode(src, src_len)
         state = model.init_state(enc)
     assert state.h.shape == (3, 1, 6) and torch.equal(state.h[0], state.h[2])
+
+
+# ---------------------------------------------------------------------------- shared first step
+@pytest.mark.parametrize(
+    ("cell", "attention", "input_feed", "aligned", "layers"),
+    [("gru", "none", False, False, 1), ("gru", "additive", False, False, 2), ("lstm", "additive", True, False, 1),
+     ("lstm", "multiplicative", False, True, 2), ("gru", "multiplicative", True, True, 1)],
+)
+def test_step_shared_equals_step_on_indexed_rows(cell: str, attention: str, input_feed: bool, aligned: bool,
+                                                 layers: int) -> None:
+    """Branching N rows from U shared states (the first roll-out step) equals indexing then stepping."""
+    model = make_model(cell=cell, attention=attention, input_feed=input_feed, aligned_input=aligned,
+                       dec_layers=layers, enc_layers=layers, bidirectional=True, dropout=0.3)
+    src, src_len = make_src(False, [3, 5, 2])
+    dec = make_dec_input(3, 4)
+    g = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        state = model.init_state(enc)
+        for k in range(2):  # some history, so feed / pos / h differ per row
+            _, state = model.step(enc, state, dec[:, k])
+        rows = torch.randint(0, 3, (17,), generator=g)
+        tokens = torch.randint(3, TGT_VOCAB, (17,), generator=g)
+        logits, new = model.step_shared(enc, state, tokens, rows)
+        ref_logits, ref = model.step(enc, state.index(rows), tokens)
+        torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(new.h, ref.h, atol=1e-5, rtol=1e-5)
+        if ref.c is not None:
+            torch.testing.assert_close(new.c, ref.c, atol=1e-5, rtol=1e-5)
+        if ref.feed is not None:
+            torch.testing.assert_close(new.feed, ref.feed, atol=1e-5, rtol=1e-5)
+        assert torch.equal(new.batch_idx, ref.batch_idx)
+        assert (new.pos is None) == (ref.pos is None) and (new.pos is None or torch.equal(new.pos, ref.pos))
+        # the next step from the branched state agrees too
+        nxt, _ = model.step(enc, new, tokens)
+        nxt_ref, _ = model.step(enc, ref, tokens)
+        torch.testing.assert_close(nxt, nxt_ref, atol=1e-5, rtol=1e-5)
+    # in train mode (dropout) it falls back to index + step: same random stream, same numbers
+    model.train()
+    torch.manual_seed(3)
+    a, _ = model.step_shared(enc, state, tokens, rows)
+    torch.manual_seed(3)
+    b, _ = model.step(enc, state.index(rows), tokens)
+    assert torch.equal(a, b)

@@ -35,6 +35,7 @@ def greedy(
     max_len: torch.Tensor,
     fixed_length: bool,
     first_tokens: torch.Tensor | None = None,
+    state_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Argmax decoding of N rows from ``state``.
 
@@ -47,23 +48,45 @@ def greedy(
     ``max_len`` tokens; otherwise a row stops at its first EOS or at ``max_len`` tokens. Rows that stop
     leave the active set (the state is re-indexed), so finished rows cost no further compute.
     The model should be in eval mode (the caller's responsibility: dropout would otherwise be active).
+
+    state_rows: ``(N,)`` long, optional: ``state`` then holds U shared rows and row n starts from state
+    row ``state_rows[n]`` (SeaRNN roll-outs: every candidate token of a cell starts from the cell's
+    state). The first step then runs through ``model.step_shared``, which computes the shared parts
+    once per state; the result equals decoding from ``state.index(state_rows)``.
     """
-    n = len(state)
+    n = len(state) if state_rows is None else int(state_rows.shape[0])
     device = state.batch_idx.device
     max_len = max_len.to(device).long()
     width = int(max_len.max()) if n else 0
     tokens = torch.full((n, width), PAD_ID, dtype=torch.long, device=device)
     lengths = torch.zeros(n, dtype=torch.long, device=device)
     bias = blocked_bias(model.tgt_vocab_size, fixed_length, device)
-    inp = start_tokens(state, first_tokens)
+    if state_rows is not None:
+        state_rows = state_rows.to(device).long()
+        inp = first_tokens.to(device).long() if first_tokens is not None else torch.full_like(state_rows, BOS_ID)
+    else:
+        inp = start_tokens(state, first_tokens)
     active = torch.arange(n, device=device)
     live = max_len > 0
     if not bool(live.all()):
-        active, state, inp = active[live], state.index(live.nonzero().squeeze(1)), inp[live]
+        keep_rows = live.nonzero().squeeze(1)
+        active, inp = active[keep_rows], inp[keep_rows]
+        if state_rows is not None:
+            state_rows = state_rows[keep_rows]
+        else:
+            state = state.index(keep_rows)
     for t in range(width):
         if active.numel() == 0:
             break
-        logits, state = model.step(enc, state, inp)
+        if state_rows is not None:
+            shared = getattr(model, "step_shared", None)
+            if shared is not None:
+                logits, state = shared(enc, state, inp, state_rows)
+            else:
+                logits, state = model.step(enc, state.index(state_rows), inp)
+            state_rows = None
+        else:
+            logits, state = model.step(enc, state, inp)
         pred = (logits + bias).argmax(dim=-1)  # (A,)
         ended = pred == EOS_ID
         tokens[active, t] = pred.masked_fill(ended, PAD_ID)

@@ -190,22 +190,92 @@ class Seq2Seq(nn.Module):
         :meth:`step` when only the state is needed, e.g. to move roll-out starts past a prefix token)."""
         return self._step_core(enc, state, tokens, need_output=False)[1]
 
+    def step_shared(
+        self, enc: Encoded, state: DecoderState, tokens: torch.Tensor, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """:meth:`step` for N rows that branch from U shared states: row n feeds ``tokens[n]`` from state
+        row ``rows[n]`` (``rows (N,)`` long into the U rows of ``state``). Equals
+        ``step(enc, state.index(rows), tokens)`` up to float rounding, but the first layer's recurrent
+        projection (and the input-feed / aligned-input part of its input projection) is computed once per
+        shared state, and the embedding projection once per distinct token: the first step of SeaRNN
+        roll-outs, where all candidate tokens of a cell start from the cell's state.
+
+        In train mode (dropout on the inputs) it simply indexes the state and calls :meth:`step`.
+        Returns logits ``(N, V)`` and the new N-row state.
+        """
+        if self.training:
+            return self.step(enc, state.index(rows), tokens)
+        rnn = self.rnns[0]
+        e = self.cfg.tgt_emb_dim
+        w_ih, w_hh = rnn.weight_ih_l0, rnn.weight_hh_l0
+        uniq, inv = torch.unique(tokens, return_inverse=True)
+        gx = F.linear(self.tgt_embedding(uniq), w_ih[:, :e], rnn.bias_ih_l0).index_select(0, inv)  # (N, G)
+        extra, pos = self._extra_inputs(enc, state)
+        if extra is not None:
+            gx = gx + F.linear(extra, w_ih[:, e:]).index_select(0, rows)
+        h_prev = state.h[0]  # (U, H)
+        gh = F.linear(h_prev, w_hh, rnn.bias_hh_l0).index_select(0, rows)  # (N, G)
+        h_prev = h_prev.index_select(0, rows)
+        c1 = None
+        if self.cfg.cell == "gru":
+            xr, xz, xn = gx.chunk(3, dim=-1)
+            hr, hz, hn = gh.chunk(3, dim=-1)
+            r = torch.sigmoid(xr + hr)
+            z = torch.sigmoid(xz + hz)
+            n = torch.tanh(xn + r * hn)
+            h1 = n + z * (h_prev - n)
+        else:
+            assert state.c is not None
+            i, f, g, o = (gx + gh).chunk(4, dim=-1)
+            c1 = torch.sigmoid(f) * state.c[0].index_select(0, rows) + torch.sigmoid(i) * torch.tanh(g)
+            h1 = torch.sigmoid(o) * torch.tanh(c1)
+        hs, cs = [h1], [c1]
+        inp = h1
+        for layer in range(1, len(self.rnns)):
+            hx = state.h[layer].index_select(0, rows)
+            if state.c is not None:
+                out, (h, c) = self.rnns[layer](inp.unsqueeze(1), (hx[None], state.c[layer].index_select(0, rows)[None]))
+                cs.append(c[0])
+            else:
+                out, h = self.rnns[layer](inp.unsqueeze(1), hx[None])
+            hs.append(h[0])
+            inp = out.squeeze(1)
+        h_n = torch.stack(hs, 0)
+        c_n = torch.stack(cs, 0) if c1 is not None else None  # type: ignore[arg-type]
+        batch_idx = state.batch_idx.index_select(0, rows)
+        new_pos = None if pos is None else pos.index_select(0, rows)
+        o_out = self._attentional(inp, self._row_context(enc, inp, DecoderState(h_n, c_n, None, batch_idx)))
+        new = DecoderState(
+            h=h_n, c=c_n, feed=o_out if self.cfg.input_feed else None, batch_idx=batch_idx, pos=new_pos
+        )
+        return self.out(o_out), new
+
+    def _extra_inputs(self, enc: Encoded, state: DecoderState) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The decoder input besides the token embedding: previous attentional output (input feeding)
+        and/or the encoder output at the row's position (aligned input), ``(N, D)`` or None; and the
+        next position ``(N,)`` (aligned input) or None."""
+        parts: list[torch.Tensor] = []
+        pos = None
+        if self.cfg.input_feed:
+            assert state.feed is not None
+            parts.append(state.feed)
+        if self.cfg.aligned_input:
+            assert state.pos is not None
+            padded = F.pad(enc.memory, (0, 0, 0, 1))  # (B, S+1, H_enc), last column zeros
+            col = state.pos.clamp(max=enc.memory.shape[1])
+            parts.append(padded[state.batch_idx, col])
+            pos = state.pos + 1
+        return (torch.cat(parts, dim=-1) if parts else None), pos
+
     def _step_core(
         self, enc: Encoded, state: DecoderState, tokens: torch.Tensor, need_output: bool
     ) -> tuple[torch.Tensor | None, DecoderState]:
         """Attentional output ``(N, H)`` (None when not needed: no input feeding and ``need_output``
         false, attention is then skipped) and the new state for one step."""
         x = self.dropout(self.tgt_embedding(tokens))  # (N, E)
-        if self.cfg.input_feed:
-            assert state.feed is not None
-            x = torch.cat([x, state.feed], dim=-1)
-        pos = None
-        if self.cfg.aligned_input:
-            assert state.pos is not None
-            padded = F.pad(enc.memory, (0, 0, 0, 1))  # (B, S+1, H_enc), last column zeros
-            col = state.pos.clamp(max=enc.memory.shape[1])
-            x = torch.cat([x, padded[state.batch_idx, col]], dim=-1)
-            pos = state.pos + 1
+        extra, pos = self._extra_inputs(enc, state)
+        if extra is not None:
+            x = torch.cat([x, extra], dim=-1)
         _, outputs, h_n, c_n = self._run_layers(x.unsqueeze(1), state.h, state.c)
         h = outputs[-1].squeeze(1)  # (N, H)
         o = None

@@ -178,9 +178,11 @@ def _learned(
         with torch.no_grad():
             for lo in range(0, int(rows.numel()), chunk_size):
                 sl = slice(lo, lo + chunk_size)
-                state = rollin.states.index(state_rows[sl])
+                # the candidates of a cell share its state: index it once, branch in the first step
+                shared, branch = torch.unique(state_rows[sl], return_inverse=True)
                 tokens, lengths = greedy(
-                    model, rollin.enc, state, budget[sl], fixed_length, first_tokens=cand.a.index_select(0, rows[sl])
+                    model, rollin.enc, rollin.states.index(shared), budget[sl], fixed_length,
+                    first_tokens=cand.a.index_select(0, rows[sl]), state_rows=branch,
                 )
                 # a row that stopped on EOS ran one step more than it emitted
                 ran = torch.minimum(lengths + 1, budget[sl])
