@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import torch
 
-from searnn.costs.base import Cost
+from searnn.costs.base import Cost, length_mask
 from searnn.data.batch import Batch
 from searnn.data.vocab import BOS_ID, EOS_ID
 from searnn.decoding.greedy import blocked_bias
@@ -73,8 +73,7 @@ class RollIn:
     @property
     def cell_mask(self) -> torch.Tensor:
         """``(B, T)`` bool, True on the roll-in's cells."""
-        t = torch.arange(self.num_cells, device=self.cells.device)
-        return t[None, :] < self.cells[:, None]
+        return length_mask(self.cells, self.num_cells)
 
 
 @dataclass
