@@ -1,8 +1,9 @@
 """SeaRNN combined with token-level loss smoothing (neither paper tried it).
 
 Each rolled-out cell gets the SeaRNN cost-sensitive loss of its roll-in logits, mixed with the token-level
-smoothed loss of Elbayad et al. (2018, eq. 16) centred on the cell's reference token (the oracle's next
-token for the roll-in prefix; the ground-truth token under a reference roll-in)::
+smoothed loss of Elbayad et al. (2018, eq. 16) centred on the cell's reference token (the ground-truth
+token at that position, EOS from the EOS cell on: the token SeaRNN prefers on cost ties; under a
+reference roll-in it is exactly the teacher-forced target)::
 
     loss_t = (1 - tok_alpha) * L_searnn(logits_t, costs_t) + tok_alpha * D(r(. | ref_t) || p(. | h_t))
 
