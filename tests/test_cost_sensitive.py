@@ -164,3 +164,33 @@ def test_shift_costs() -> None:
     shifted_costs, mask = shift_costs(torch.tensor([[2.0, INF, 3.0], [INF, INF, INF]]))
     assert shifted_costs.tolist() == [[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]
     assert mask.tolist() == [[True, False, True], [False, False, False]]
+
+
+def test_kl_reference_ties_moves_tied_mass_to_the_reference_token() -> None:
+    """kl ties=reference: brute force per row; equal to split when nothing ties with the reference."""
+    inf = float("inf")
+    logits = torch.tensor([[0.3, -1.0, 2.0, 0.5], [1.0, 0.0, -0.5, 0.2], [0.1, 0.2, 0.3, 0.4]])
+    costs = torch.tensor([[0.0, 0.0, 0.5, inf], [0.2, 0.0, 0.2, 0.7], [0.0, 0.1, 0.3, 0.2]])
+    prefer = torch.tensor([1, 2, 0])
+    scale = 3.0
+    got = kl_loss(logits, costs, scale=scale, prefer=prefer, ties="reference")
+    for m in range(3):
+        s = [a for a in range(4) if math.isfinite(costs[m, a])]
+        low = min(float(costs[m, a]) for a in s)
+        w = {a: math.exp(-scale * (float(costs[m, a]) - low)) for a in s}
+        z = sum(w.values())
+        p = {a: w[a] / z for a in s}
+        r = int(prefer[m])
+        for a in s:
+            if a != r and abs(float(costs[m, a]) - float(costs[m, r])) <= 1e-6:
+                p[r] += p[a]
+                p[a] = 0.0
+        zs = sum(math.exp(float(logits[m, a])) for a in s)
+        want = sum(p[a] * (math.log(p[a]) - (float(logits[m, a]) - math.log(zs))) for a in s if p[a] > 0)
+        assert abs(float(got[m]) - want) < 1e-5, (m, float(got[m]), want)
+    # row 2: the reference token ties with nothing -> same as the paper's split target
+    split = kl_loss(logits, costs, scale=scale, prefer=prefer)
+    assert abs(float(got[2]) - float(split[2])) < 1e-6
+    assert float(got[0]) != float(split[0])
+    with pytest.raises(ValueError, match="ties"):
+        kl_loss(logits, costs, ties="bogus")

@@ -98,20 +98,45 @@ def ll_loss(
     return torch.where(_row_has_samples(sampled), loss, torch.zeros_like(loss))
 
 
+KL_TIES = ("split", "reference")
+"""How the KL target treats tokens whose cost ties with the reference token's (``SearnnConfig.kl_ties``)."""
+
+
 def kl_loss(
-    logits: torch.Tensor, costs: torch.Tensor, *, scale: float = 1.0, prefer: torch.Tensor | None = None
+    logits: torch.Tensor,
+    costs: torch.Tensor,
+    *,
+    scale: float = 1.0,
+    prefer: torch.Tensor | None = None,
+    ties: str = "split",
 ) -> torch.Tensor:
     """KL (eq. 4; sKL when sub-sampled).
 
     Target ``P_C(a) = softmax_{a in S}(-scale * c~(a))``, model ``P_M = softmax_S(s)``;
     ``l = KL(P_C || P_M) = sum_{a in S} P_C(a) (log P_C(a) - log P_M(a))``. This equals the reference
     code's cross-entropy ``-sum P_C log P_M`` minus the (constant) entropy of ``P_C``: same gradient,
-    but 0 at the optimum. ``scale`` is the paper's alpha. ``prefer`` is unused. Returns ``(M,)``.
+    but 0 at the optimum. ``scale`` is the paper's alpha.
+
+    ``ties``: ``split`` (the paper) shares the target mass equally between tokens of equal cost;
+    ``reference`` gives the ``prefer`` token (the cell's reference token) the mass of every sampled token
+    whose cost ties with its own (within ``TIE_TOL``), as LL's argmin does. That matters when the cost
+    cannot tell two tokens apart although the data can: under chunk F1 (conlleval), ``I-X`` after ``O``
+    opens a chunk exactly like ``B-X``, so a third of the cells of CoNLL-2000 tie ``B-X`` with ``I-X``
+    and the split target teaches the model to open chunks with ``I-X``, which then merges adjacent
+    chunks of the same type. Returns ``(M,)``.
     """
-    del prefer
+    if ties not in KL_TIES:
+        raise ValueError(f"unknown ties {ties!r}; valid: {', '.join(KL_TIES)}")
     shifted, sampled = shift_costs(costs)
     log_target = _masked_log_softmax(-scale * shifted, sampled)
     target = log_target.exp() * sampled
+    if ties == "reference" and prefer is not None:
+        ref = prefer.to(costs.device).long().clamp(0, costs.shape[1] - 1)[:, None]  # (M, 1)
+        ref_ok = sampled.gather(1, ref)  # (M, 1)
+        tied = sampled & ref_ok & ((shifted - shifted.gather(1, ref)).abs() <= TIE_TOL)  # (M, V), ref included
+        moved = (target * tied).sum(dim=-1, keepdim=True)
+        target = torch.where(tied, torch.zeros_like(target), target).scatter_add(1, ref, moved)
+        log_target = torch.where(target > 0, target.clamp(min=1e-38).log(), torch.zeros_like(target))
     logp = _masked_log_softmax(logits, sampled)
     loss = (target * (log_target - logp)).sum(dim=-1)
     return torch.where(_row_has_samples(sampled), loss, torch.zeros_like(loss))

@@ -9,6 +9,7 @@ through the roll-in logits only (the costs are constants); a single optimiser st
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from searnn.data.batch import Batch
 from searnn.data.task import TaskData
 from searnn.errors import ConfigError, unknown_name
 from searnn.objectives.base import NORMALIZATIONS, LossOutput, Objective, ObjectiveConfig, normalize
-from searnn.objectives.cost_sensitive import LOSSES, min_cost_mask
+from searnn.objectives.cost_sensitive import KL_TIES, LOSSES, min_cost_mask
 from searnn.search.engine import SearchOptions, SearchResult, search
 from searnn.search.exploration import SAMPLERS
 from searnn.search.rollin import ROLLINS
@@ -83,6 +84,14 @@ class SearnnConfig(ObjectiveConfig):
             "length move by 1/length per error, so alpha must be large (the paper used 200 for BLEU)"
         },
     )
+    kl_ties: str = field(
+        default="split",
+        metadata={
+            "help": "kl loss, tokens whose cost ties with the reference token's: split (the paper: equal "
+            "target mass) | reference (their mass goes to the reference token, as LL's argmin; use it when "
+            "the cost cannot tell tokens apart, e.g. B-X / I-X after O under chunk F1)"
+        },
+    )
     margin_scale: float = field(
         default=1.0, metadata={"help": "scale of the min-shifted costs in the llcas and hinge losses"}
     )
@@ -133,6 +142,7 @@ class SearnnConfig(ObjectiveConfig):
             "rollout": ROLLOUTS,
             "mix_per": MIX_PER,
             "searnn_loss": tuple(LOSSES),
+            "kl_ties": KL_TIES,
             "sample_tokens": SAMPLERS,
         }
         for name, valid in choices.items():
@@ -186,6 +196,8 @@ class SearnnObjective(Objective):
         self.fixed_length = bool(task.fixed_length)
         self.options = config.search_options()
         self.loss_fn = LOSSES[config.searnn_loss]
+        if config.searnn_loss == "kl" and config.kl_ties != "split":
+            self.loss_fn = functools.partial(LOSSES["kl"], ties=config.kl_ties)
         self.scale = float(config.kl_scale if config.searnn_loss == "kl" else config.margin_scale)
         self.progress = Progress()
 
