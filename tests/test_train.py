@@ -108,3 +108,28 @@ def test_nan_loss_is_a_clear_error(tmp_path):
     trainer.objective = NanObjective()
     with pytest.raises(TrainingError, match="non-finite loss.*epoch 1, batch 1"):
         trainer.train_epoch(0)
+
+
+def test_run_dir_lock_refuses_a_second_trainer_and_takes_over_stale_locks(tmp_path):
+    """Two processes training into one run dir would clobber each other's checkpoints."""
+    import subprocess
+    import sys
+
+    from searnn.checkpoint import LOCK
+    from searnn.errors import SearnnError
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    # a live process (a sleeping child) holds the lock: refused with a clear error, nothing written
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (run_dir / LOCK).write_text(str(holder.pid))
+        with pytest.raises(SearnnError, match=f"being trained by process {holder.pid}"):
+            run(small(tmp_path))
+        assert not (run_dir / "config.yaml").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale, the run takes it over and releases it at the end
+    results = run(small(tmp_path))
+    assert results["epochs"] == 2 and not (run_dir / LOCK).exists()

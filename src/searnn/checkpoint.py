@@ -12,15 +12,62 @@ import numpy as np
 import torch
 
 from searnn.config import RunConfig, load_run_config
-from searnn.errors import ConfigError
+from searnn.errors import ConfigError, SearnnError
 
 CONFIG, METRICS_LOG, RESULTS, LAST, BEST = "config.yaml", "metrics.jsonl", "results.json", "last.pt", "best.pt"
+LOCK = "train.lock"
 
 # Options that may change when a run is resumed (they do not change what is being trained).
 RESUMABLE_CHANGES = {
     "epochs", "progress", "device", "threads", "checkpoint_minutes", "eval_batch_size", "time_budget",
     "early_stop",
 }
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def acquire_lock(run_dir: Path) -> Path:
+    """Claim ``run_dir`` for this process (``train.lock`` holding the PID). Two processes training into one
+    run directory would overwrite each other's checkpoints; the second one gets a clear error instead. A
+    lock left by a process that no longer exists (killed with SIGKILL) is taken over."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(path.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != os.getpid() and _alive(pid):
+                raise SearnnError(
+                    f"{run_dir} is being trained by process {pid} (lock file {path}); wait for it to finish "
+                    "or stop it; if no such run is going on, delete the lock file"
+                ) from None
+            path.unlink(missing_ok=True)  # stale lock
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return path
+    raise SearnnError(f"could not create the lock file {path}")
+
+
+def release_lock(path: Path) -> None:
+    """Remove a lock taken by :func:`acquire_lock` (only if this process still owns it)."""
+    try:
+        if int(path.read_text().strip() or 0) == os.getpid():
+            path.unlink(missing_ok=True)
+    except (OSError, ValueError):
+        pass
 
 
 def atomic_save(obj: Any, path: Path) -> None:

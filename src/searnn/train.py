@@ -357,5 +357,12 @@ def _json_default(obj: Any) -> Any:
 
 
 def run(cfg: RunConfig) -> dict[str, Any]:
-    """Train (or resume) the run described by ``cfg``; returns the results dict."""
-    return Trainer(cfg).fit()
+    """Train (or resume) the run described by ``cfg``; returns the results dict. The run directory is locked
+    for the duration (:func:`searnn.checkpoint.acquire_lock`)."""
+    if not cfg.train.run_dir:
+        raise SearnnError("--run-dir is required")
+    lock = ckpt.acquire_lock(Path(cfg.train.run_dir))
+    try:
+        return Trainer(cfg).fit()
+    finally:
+        ckpt.release_lock(lock)
