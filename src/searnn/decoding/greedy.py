@@ -20,11 +20,13 @@ def blocked_bias(vocab_size: int, fixed_length: bool, device: torch.device) -> t
     return bias
 
 
-def start_tokens(state: DecoderState, first_tokens: torch.Tensor | None) -> torch.Tensor:
-    """``(N,)`` long tokens fed at the first step: ``first_tokens`` or BOS."""
+def start_tokens(rows: DecoderState | torch.Tensor, first_tokens: torch.Tensor | None) -> torch.Tensor:
+    """``(N,)`` long tokens fed at the first step: ``first_tokens`` or BOS, for the N rows of a state (or
+    of an ``(N,)`` long index of rows)."""
+    like = rows.batch_idx if isinstance(rows, DecoderState) else rows
     if first_tokens is not None:
-        return first_tokens.to(state.batch_idx.device).long()
-    return torch.full_like(state.batch_idx, BOS_ID)
+        return first_tokens.to(like.device).long()
+    return torch.full_like(like, BOS_ID)
 
 
 @torch.no_grad()
@@ -63,9 +65,7 @@ def greedy(
     bias = blocked_bias(model.tgt_vocab_size, fixed_length, device)
     if state_rows is not None:
         state_rows = state_rows.to(device).long()
-        inp = first_tokens.to(device).long() if first_tokens is not None else torch.full_like(state_rows, BOS_ID)
-    else:
-        inp = start_tokens(state, first_tokens)
+    inp = start_tokens(state if state_rows is None else state_rows, first_tokens)
     active = torch.arange(n, device=device)
     live = max_len > 0
     if not bool(live.all()):

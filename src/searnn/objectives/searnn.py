@@ -220,16 +220,25 @@ class SearnnObjective(Objective):
         """Roll in and out, return the costs (no loss)."""
         return search(model, batch, self.cost, self.fixed_length, self.options, self.current_rollin_ref_prob())
 
-    def loss_from(self, result: SearchResult) -> tuple[torch.Tensor, torch.Tensor, float]:
-        """Per-cell losses ``(B, T)`` (0 outside the rolled-out cells), the scalar loss and its denominator."""
+    def cell_losses(
+        self, model: torch.nn.Module | None, result: SearchResult, logs: dict[str, float]
+    ) -> torch.Tensor:
+        """Per-cell losses ``(B, T)`` (0 outside the rolled-out cells); subclasses may add terms (and logs)."""
+        del model, logs
         logits = result.rollin.logits.float()  # (B, T, V)
         b, t, v = logits.shape
-        cell_loss = self.loss_fn(
+        return self.loss_fn(
             logits.reshape(b * t, v),
             result.costs.reshape(b * t, v),
             scale=self.scale,
             prefer=result.reference.reshape(b * t),
         ).view(b, t)
+
+    def loss_from(
+        self, result: SearchResult, model: torch.nn.Module | None = None, logs: dict[str, float] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Per-cell losses ``(B, T)``, the scalar loss and its denominator."""
+        cell_loss = self.cell_losses(model, result, {} if logs is None else logs)
         loss, denom = normalize(cell_loss, result.cell_mask, self.config.normalization)
         return cell_loss, loss, denom
 
@@ -237,20 +246,13 @@ class SearnnObjective(Objective):
         self.progress.step()
         self.step_count += 1
         result = self.search(model, batch)
-        _, loss, denom = self.loss_from(result)
         logs = dict(result.stats)
+        _, loss, denom = self.loss_from(result, model, logs)
         with torch.no_grad():
-            logs.update(self.cell_logs(result))
+            mask = result.cell_mask
+            argmax = result.rollin.logits.detach().argmax(dim=-1)  # (B, T)
+            is_min = min_cost_mask(result.costs.flatten(0, 1)).view_as(result.costs)
+            hit = is_min.gather(2, argmax[:, :, None]).squeeze(2) & mask
+            logs["argmax_is_min"] = float(hit.sum()) / max(float(mask.sum()), 1.0)
+            logs["rollin_cost"] = float(result.rollin_cost.float().mean())
         return LossOutput(loss, denom, logs)
-
-    @staticmethod
-    def cell_logs(result: SearchResult) -> dict[str, float]:
-        """Fraction of rolled-out cells whose argmax is a min-cost token, and the mean roll-in cost."""
-        mask = result.cell_mask
-        argmax = result.rollin.logits.detach().argmax(dim=-1)  # (B, T)
-        is_min = min_cost_mask(result.costs.flatten(0, 1)).view_as(result.costs)
-        hit = is_min.gather(2, argmax[:, :, None]).squeeze(2) & mask
-        return {
-            "argmax_is_min": float(hit.sum()) / max(float(mask.sum()), 1.0),
-            "rollin_cost": float(result.rollin_cost.float().mean()),
-        }

@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from searnn.data.batch import Batch
 from searnn.data.task import TaskData
-from searnn.objectives.base import LossOutput, normalize
 from searnn.objectives.searnn import SearnnConfig, SearnnObjective
 from searnn.objectives.token_smoothing import TokenOptions, TokenSmoother, check_unit_interval, mixed_cell_loss
+from searnn.search.engine import SearchResult
 
 
 @dataclass
@@ -56,22 +55,20 @@ class SearnnTok(SearnnObjective):
         super().start_epoch(epoch, total_epochs)
         self.smoother.start_epoch()
 
-    def __call__(self, model: torch.nn.Module, batch: Batch) -> LossOutput:
-        self.progress.step()
-        self.step_count += 1
-        result = self.search(model, batch)
-        cell_loss, _, _ = self.loss_from(result)  # (B, T)
+    def cell_losses(
+        self, model: torch.nn.Module | None, result: SearchResult, logs: dict[str, float]
+    ) -> torch.Tensor:
+        """SeaRNN's per-cell losses ``(B, T)`` mixed with the token-smoothed loss of each cell's reference."""
+        cell_loss = super().cell_losses(model, result, logs)
         alpha = float(self.config.tok_alpha)
-        logs = dict(result.stats)
-        if alpha > 0:
-            logits = result.rollin.logits.float()  # (B, T, V)
-            self.smoother.prepare(model, logits.device)
-            logp = F.log_softmax(logits, dim=-1)
-            tok, _ = mixed_cell_loss(logp, result.reference[:, None, :], self.smoother, 1.0)  # (B, 1, T)
-            cell_loss = (1 - alpha) * cell_loss + alpha * tok[:, 0]
-            with torch.no_grad():
-                logs.update(self.smoother.stats(result.reference, result.cell_mask))
-        loss, denom = normalize(cell_loss, result.cell_mask, self.config.normalization)
+        if alpha == 0:
+            return cell_loss
+        if model is None:
+            raise ValueError("searnn-tok needs the model (token similarities may come from it)")
+        logits = result.rollin.logits.float()  # (B, T, V)
+        self.smoother.prepare(model, logits.device)
+        logp = F.log_softmax(logits, dim=-1)
+        tok, _ = mixed_cell_loss(logp, result.reference[:, None, :], self.smoother, 1.0)  # (B, 1, T)
         with torch.no_grad():
-            logs.update(self.cell_logs(result))
-        return LossOutput(loss, denom, logs)
+            logs.update(self.smoother.stats(result.reference, result.cell_mask))
+        return (1 - alpha) * cell_loss + alpha * tok[:, 0]
