@@ -22,6 +22,7 @@ import argparse
 import copy
 import random
 import time
+import types
 
 import numpy as np
 import torch
@@ -32,6 +33,8 @@ from searnn.data.vocab import Vocab
 from searnn.models import ModelConfig, Seq2Seq
 from searnn.objectives.mle import MleConfig, MleObjective
 from searnn.objectives.searnn import SearnnConfig, SearnnObjective
+
+PLAIN = "SeaRNN full, plain steps"
 
 
 def load_ocr(seed: int) -> tuple[TaskData, str]:
@@ -57,12 +60,26 @@ def load_ocr(seed: int) -> tuple[TaskData, str]:
     return task, "synthetic"
 
 
-def time_objectives(objectives: dict, model: Seq2Seq, batches: list[Batch], warmup: int = 2):
+def plain_steps(model: Seq2Seq) -> Seq2Seq:
+    """``model`` with the token-gate lookup turned off: its roll-outs project every row's embedding at
+    every step (``step_cached`` -> ``step``, ``step_shared`` -> index + ``step``), as before that change."""
+    model.step_cached = types.MethodType(lambda self, enc, state, tokens, gates: self.step(enc, state, tokens), model)
+    model.step_shared = types.MethodType(
+        lambda self, enc, state, tokens, rows: self.step(enc, state.index(rows), tokens), model
+    )
+    return model
+
+
+def time_objectives(
+    objectives: dict, model: Seq2Seq, batches: list[Batch], warmup: int = 2, patches: dict | None = None
+):
     """Seconds per batch (objective + backward + SGD step) of every objective, and their summed logs.
 
-    The objectives take turns batch by batch (each on its own copy of the model), so that the load of a
-    shared machine drifting during the run weighs on all of them alike."""
-    models = {name: copy.deepcopy(model) for name in objectives}
+    The objectives take turns batch by batch (each on its own copy of the model, passed through
+    ``patches[name]`` when given), so that the load of a shared machine drifting during the run weighs on
+    all of them alike."""
+    patches = patches or {}
+    models = {name: patches.get(name, lambda m: m)(copy.deepcopy(model)) for name in objectives}
     opts = {name: torch.optim.SGD(m.parameters(), lr=1e-3) for name, m in models.items()}  # small steps
     seconds = dict.fromkeys(objectives, 0.0)
     logs: dict[str, dict[str, float]] = {name: {} for name in objectives}
@@ -88,17 +105,29 @@ def sync(batch: Batch) -> None:
 
 
 @torch.no_grad()
-def bare_loop(model: Seq2Seq, rows: int, calls: int, device: torch.device) -> float:
-    """Row-steps per second of a bare greedy loop of the decoder's own modules at ``rows`` rows."""
+def bare_loop(model: Seq2Seq, rows: int, calls: int, device: torch.device, table: bool = False) -> float:
+    """Row-steps per second of a bare greedy loop of the decoder's own modules at ``rows`` rows: embedding,
+    ``nn.GRU`` step, projection, argmax; with ``table`` the same GRU written out with the token input
+    projection looked up in a precomputed ``(V, 3H)`` table (the algebra of ``Seq2Seq.step_cached``)."""
     model.eval()
     rnn, emb, out = model.rnns[0], model.tgt_embedding, model.out
-    h = torch.zeros(1, rows, model.cfg.hidden, device=device)
+    hid = model.cfg.hidden
+    gates = torch.nn.functional.linear(emb.weight, rnn.weight_ih_l0, rnn.bias_ih_l0)
+    h = torch.zeros(1, rows, hid, device=device)
     tok = torch.full((rows,), 4, dtype=torch.long, device=device)
     for i in range(calls + 3):
         if i == 3:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
+        if table:
+            gx = gates.index_select(0, tok)
+            gh = torch.nn.functional.linear(h[0], rnn.weight_hh_l0, rnn.bias_hh_l0)
+            rz = torch.sigmoid(gx[:, : 2 * hid] + gh[:, : 2 * hid])
+            n = torch.tanh(torch.addcmul(gx[:, 2 * hid :], rz[:, :hid], gh[:, 2 * hid :]))
+            h = torch.lerp(n, h[0], rz[:, hid:])[None]
+            tok = out(h[0]).argmax(-1)
+            continue
         y, h = rnn(emb(tok)[:, None], h)
         tok = out(y[:, 0]).argmax(-1)
     if device.type == "cuda":
@@ -134,8 +163,9 @@ def main() -> None:
         "MLE": MleObjective(MleConfig(), task),
         "SeaRNN full (KL, all tokens)": SearnnObjective(SearnnConfig(), task),
         "SeaRNN sampled (KL, top-k 5)": SearnnObjective(SearnnConfig(sample_tokens="topk", num_tokens=5), task),
+        PLAIN: SearnnObjective(SearnnConfig(), task),
     }
-    results = time_objectives(runs, model, batches)
+    results = time_objectives(runs, model, batches, patches={PLAIN: plain_steps})
 
     mle_s = results["MLE"][0]
     print(
@@ -151,20 +181,29 @@ def main() -> None:
             f"{decoded:14.0f} {steps:16.0f} {share:13.0%}"
         )
 
-    print(f"\n{'roll-out throughput':32s} {'rows/step':>9s} {'steps/s':>12s} {'bare loop':>12s} {'ratio':>7s}")
+    print(
+        f"\n{'roll-out throughput':32s} {'rows/step':>9s} {'steps/s':>12s} {'bare loop':>12s} {'ratio':>7s} "
+        f"{'bare table':>12s} {'ratio':>7s}"
+    )
     for name, (_, logs) in list(results.items())[1:]:
         steps, calls, secs = logs["rollout_steps"], logs["rollout_calls"], logs["rollout_s"]
         rows = max(int(round(steps / max(calls, 1))), 1)
         engine = steps / max(secs, 1e-9)
         bare = bare_loop(model, rows, int(calls), device)
-        print(f"{name:32s} {rows:9d} {engine:12.0f} {bare:12.0f} {engine / bare:7.2f}")
+        table = bare_loop(model, rows, int(calls), device, table=True)
+        print(
+            f"{name:32s} {rows:9d} {engine:12.0f} {bare:12.0f} {engine / bare:7.2f} {table:12.0f} "
+            f"{engine / table:7.2f}"
+        )
     print(
         "\nroll-outs: completed (example, cell, token) candidates; decoded: learned roll-outs run through "
         "the decoder (the others are reference completions, EOS or last-cell candidates, or copies of the "
         "roll-in); in roll-outs: share of the time spent decoding them."
         "\nsteps/s: decoder row-steps per second inside the learned roll-outs (state gathering, greedy "
         "decoding with shrinking batches, writing the outputs); bare loop: embedding + GRU + projection + "
-        "argmax at a fixed batch of the same mean size."
+        "argmax at a fixed batch of the same mean size; bare table: the same loop with the token input "
+        "projection looked up in a (V, 3H) table, as the engine does (Seq2Seq.step_cached)."
+        f"\n{PLAIN!r}: full SeaRNN with that lookup turned off (every step projects every row's embedding)."
     )
 
 

@@ -29,12 +29,22 @@ class TriggerSeq2Seq(Seq2Seq):
     EOS gets a large bonus right after the token ``4 + src_len % (V - 4)`` of the row's example is fed
     (a function of the example and the path only, so batched and one-by-one decoding must agree)."""
 
-    def step(self, enc, state, tokens):  # type: ignore[no-untyped-def]
-        logits, new = super().step(enc, state, tokens)
-        trigger = 4 + enc.src_len[state.batch_idx] % (logits.shape[1] - 4)
+    @staticmethod
+    def _trigger(enc, tokens, logits, new):  # type: ignore[no-untyped-def]
+        trigger = 4 + enc.src_len[new.batch_idx] % (logits.shape[1] - 4)
         logits = logits.clone()
         logits[:, EOS_ID] += 100.0 * (tokens == trigger).float()
         return logits, new
+
+    # every decoder step of the model gets the trigger: the plain one and the eval-mode fast paths
+    def step(self, enc, state, tokens):  # type: ignore[no-untyped-def]
+        return self._trigger(enc, tokens, *super().step(enc, state, tokens))
+
+    def step_cached(self, enc, state, tokens, gates):  # type: ignore[no-untyped-def]
+        return self._trigger(enc, tokens, *super().step_cached(enc, state, tokens, gates))
+
+    def step_shared(self, enc, state, tokens, rows):  # type: ignore[no-untyped-def]
+        return self._trigger(enc, tokens, *super().step_shared(enc, state, tokens, rows))
 
 
 def make_model(

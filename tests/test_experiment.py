@@ -158,6 +158,25 @@ runs:
     assert fancy.train.run_dir == str(tmp_path / "out" / "fancy" / "seed1")
 
 
+def test_seed_field_in_string_options(tmp_path):
+    path = write_grid(tmp_path, f"""\
+name: ws
+out: {tmp_path / 'out'}
+seeds: [1, 3]
+base:
+  warm_start: runs/mle/seed{{seed}}
+runs:
+  - name: a
+  - name: b
+    warm_start: ckpt-{{seed}}/best.pt
+    seeds: [2]
+""")
+    grid = experiment.load_grid(path)
+    starts = [(r.row, r.seed, r.config.train.warm_start) for r in grid.runs]
+    assert starts == [("a", 1, "runs/mle/seed1"), ("a", 3, "runs/mle/seed3"), ("b", 2, "ckpt-2/best.pt")]
+    assert grid.runs[0].config.train.run_dir == str(tmp_path / "out" / "a" / "seed1")
+
+
 def test_default_out_and_overrides(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = write_grid(tmp_path, "name: g\njobs: 3\nruns: [{name: a}]\n")

@@ -340,3 +340,42 @@ def test_step_shared_equals_step_on_indexed_rows(cell: str, attention: str, inpu
     torch.manual_seed(3)
     b, _ = model.step(enc, state.index(rows), tokens)
     assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("cell", "attention", "input_feed", "aligned", "layers"),
+    [("gru", "none", False, False, 1), ("gru", "additive", False, False, 2), ("lstm", "additive", True, False, 1),
+     ("lstm", "multiplicative", False, True, 2), ("gru", "multiplicative", True, True, 1)],
+)
+def test_step_cached_equals_step(cell: str, attention: str, input_feed: bool, aligned: bool, layers: int) -> None:
+    """Looking the token input projection up in ``token_gates`` equals the plain step, over several steps."""
+    model = make_model(cell=cell, attention=attention, input_feed=input_feed, aligned_input=aligned,
+                       dec_layers=layers, enc_layers=layers, bidirectional=True, dropout=0.3)
+    src, src_len = make_src(False, [3, 5, 2])
+    dec = make_dec_input(3, 4)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        gates = model.token_gates()
+        assert gates.shape == (TGT_VOCAB, (3 if cell == "gru" else 4) * model.cfg.hidden)
+        state = ref = model.init_state(enc)
+        rows = torch.tensor([2, 0, 1, 1, 0, 2])
+        state, ref = state.index(rows), ref.index(rows)  # a general row layout, not the identity
+        for k in range(dec.shape[1]):
+            tokens = dec[rows, k]
+            logits, state = model.step_cached(enc, state, tokens, gates)
+            ref_logits, ref = model.step(enc, ref, tokens)
+            torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(state.h, ref.h, atol=1e-5, rtol=1e-5)
+            if ref.c is not None:
+                torch.testing.assert_close(state.c, ref.c, atol=1e-5, rtol=1e-5)
+            if ref.feed is not None:
+                torch.testing.assert_close(state.feed, ref.feed, atol=1e-5, rtol=1e-5)
+            assert torch.equal(state.batch_idx, ref.batch_idx)
+            assert (state.pos is None) == (ref.pos is None) and (state.pos is None or torch.equal(state.pos, ref.pos))
+    # in train mode (dropout) it is the plain step: same random stream, same numbers
+    model.train()
+    torch.manual_seed(3)
+    a, _ = model.step_cached(enc, state, tokens, gates)
+    torch.manual_seed(3)
+    b, _ = model.step(enc, state, tokens)
+    assert torch.equal(a, b)

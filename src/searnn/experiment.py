@@ -25,6 +25,8 @@ A YAML mapping with these top-level keys (any other key is an error)::
 The options of one run are, from lowest to highest priority: ``threads: 1`` and ``progress: false``
 (grid defaults: N single-threaded runs use N cores; change them in ``base``), ``base.config``, ``base``,
 the row's ``config``, the row's options. ``run_dir`` and ``seed`` are set by the grid and may not be given.
+``{seed}`` in a string option is replaced by the run's seed, e.g. ``warm_start: runs/base/mle/seed{seed}``
+starts seed k from the checkpoint of seed k of another grid.
 ``config:`` paths are relative to the grid file; every other path (``out``, ``data_dir``, ...) is taken as
 ``searnn train`` would take it, relative to the working directory.
 
@@ -86,6 +88,7 @@ from searnn.errors import ConfigError, SearnnError
 
 TOP_KEYS = ("name", "description", "out", "jobs", "seeds", "base", "runs")
 ROW_KEYS = ("name", "seeds", "config")
+SEED_FIELD = "{seed}"  # in a string option, replaced by the run's seed
 RESERVED = {
     "run_dir": "the grid sets it to <out>/<row>/seed<k>",
     "seed": "list the seeds under `seeds:` (top level or in the row)",
@@ -280,7 +283,7 @@ def load_grid(path: str | Path, out: str | None = None, jobs: int | None = None)
         seeds[row] = row_seeds
         for seed in row_seeds:
             run_dir = out_dir / row / f"seed{seed}"
-            values = {**options, "run_dir": str(run_dir), "seed": seed}
+            values = {**_with_seed(options, seed), "run_dir": str(run_dir), "seed": seed}
             try:
                 cfg = build_config(values)
             except ConfigError as e:
@@ -289,6 +292,11 @@ def load_grid(path: str | Path, out: str | None = None, jobs: int | None = None)
     for run in runs:
         run.status = run_status(run)
     return Grid(name, path, text, str(description), out_dir, n_jobs, rows, seeds, runs)
+
+
+def _with_seed(options: dict[str, Any], seed: int) -> dict[str, Any]:
+    """``options`` with ``{seed}`` in every string value replaced by the run's seed (e.g. a per-seed warm start)."""
+    return {k: v.replace(SEED_FIELD, str(seed)) if isinstance(v, str) else v for k, v in options.items()}
 
 
 def run_status(run: PlannedRun) -> str:

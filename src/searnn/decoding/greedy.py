@@ -29,6 +29,15 @@ def start_tokens(rows: DecoderState | torch.Tensor, first_tokens: torch.Tensor |
     return torch.full_like(like, BOS_ID)
 
 
+def _token_gates(model: Seq2Seq, rows: int, steps: int) -> torch.Tensor | None:
+    """The model's token-gate table (:meth:`Seq2Seq.token_gates`) when a decoding of ``rows`` rows for up to
+    ``steps`` steps looks up more token rows than the table has (V), so that building it pays; else None.
+    Only in eval mode, and only for models that offer ``step_cached``."""
+    if model.training or not hasattr(model, "step_cached") or rows * max(steps - 1, 0) < model.tgt_vocab_size:
+        return None
+    return model.token_gates()
+
+
 @torch.no_grad()
 def greedy(
     model: Seq2Seq,
@@ -55,6 +64,10 @@ def greedy(
     row ``state_rows[n]`` (SeaRNN roll-outs: every candidate token of a cell starts from the cell's
     state). The first step then runs through ``model.step_shared``, which computes the shared parts
     once per state; the result equals decoding from ``state.index(state_rows)``.
+
+    In eval mode, when the rows times the steps exceed the vocabulary, the first decoder layer's input
+    projection of every token is computed once (``model.token_gates``) and each later step looks its
+    tokens up (``model.step_cached``): one matmul per step instead of two in that layer.
     """
     n = len(state) if state_rows is None else int(state_rows.shape[0])
     device = state.batch_idx.device
@@ -75,6 +88,7 @@ def greedy(
             state_rows = state_rows[keep_rows]
         else:
             state = state.index(keep_rows)
+    gates = _token_gates(model, n, width)
     for t in range(width):
         if active.numel() == 0:
             break
@@ -85,6 +99,8 @@ def greedy(
             else:
                 logits, state = model.step(enc, state.index(state_rows), inp)
             state_rows = None
+        elif gates is not None:
+            logits, state = model.step_cached(enc, state, inp, gates)
         else:
             logits, state = model.step(enc, state, inp)
         pred = (logits + bias).argmax(dim=-1)  # (A,)

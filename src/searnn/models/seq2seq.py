@@ -205,36 +205,71 @@ class Seq2Seq(nn.Module):
         """
         if self.training:
             return self.step(enc, state.index(rows), tokens)
+        return self._fast_step(enc, state, self._token_gates_of(tokens), rows)
+
+    def token_gates(self) -> torch.Tensor:
+        """``(V, G)``: the first decoder layer's input pre-activations ``W_ih[:, :E] E_tgt[v] + b_ih`` of every
+        target token v (G = 3H for a GRU, 4H for an LSTM). In eval mode (no dropout on the embedding) a
+        decoder step can look its token's row up instead of projecting the embedding: see :meth:`step_cached`."""
         rnn = self.rnns[0]
         e = self.cfg.tgt_emb_dim
-        w_ih, w_hh = rnn.weight_ih_l0, rnn.weight_hh_l0
+        return F.linear(self.tgt_embedding.weight, rnn.weight_ih_l0[:, :e], rnn.bias_ih_l0)
+
+    def step_cached(
+        self, enc: Encoded, state: DecoderState, tokens: torch.Tensor, gates: torch.Tensor
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """:meth:`step` with the token input projection looked up in ``gates`` (:meth:`token_gates`, computed
+        once per decoding call) instead of recomputed for every row: the first layer then costs one matmul
+        per step (the recurrent one) instead of two. Equal to :meth:`step` up to float rounding; in train mode
+        it calls :meth:`step` (dropout). tokens: ``(N,)`` long; returns logits ``(N, V)`` and the new state."""
+        if self.training:
+            return self.step(enc, state, tokens)
+        return self._fast_step(enc, state, gates.index_select(0, tokens), None)
+
+    def _token_gates_of(self, tokens: torch.Tensor) -> torch.Tensor:
+        """``(N, G)`` rows of :meth:`token_gates` for ``tokens (N,)``, projecting each distinct token once."""
+        rnn = self.rnns[0]
+        e = self.cfg.tgt_emb_dim
         uniq, inv = torch.unique(tokens, return_inverse=True)
-        gx = F.linear(self.tgt_embedding(uniq), w_ih[:, :e], rnn.bias_ih_l0).index_select(0, inv)  # (N, G)
+        return F.linear(self.tgt_embedding(uniq), rnn.weight_ih_l0[:, :e], rnn.bias_ih_l0).index_select(0, inv)
+
+    def _fast_step(
+        self, enc: Encoded, state: DecoderState, gx: torch.Tensor, rows: torch.Tensor | None
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """Eval-mode decoder step from the token part of the first layer's input pre-activations ``gx (N, G)``.
+
+        ``rows (N,)`` long: row n continues state row ``rows[n]`` (shared states, see :meth:`step_shared`); the
+        recurrent projection is then computed once per state row. None: row n continues state row n.
+        """
+        rnn = self.rnns[0]
+        e, hid = self.cfg.tgt_emb_dim, self.cfg.hidden
+
+        def pick(x: torch.Tensor) -> torch.Tensor:
+            return x if rows is None else x.index_select(0, rows)
+
         extra, pos = self._extra_inputs(enc, state)
         if extra is not None:
-            gx = gx + F.linear(extra, w_ih[:, e:]).index_select(0, rows)
+            gx = gx + pick(F.linear(extra, rnn.weight_ih_l0[:, e:]))
         h_prev = state.h[0]  # (U, H)
-        gh = F.linear(h_prev, w_hh, rnn.bias_hh_l0).index_select(0, rows)  # (N, G)
-        h_prev = h_prev.index_select(0, rows)
+        gh = pick(F.linear(h_prev, rnn.weight_hh_l0, rnn.bias_hh_l0))  # (N, G)
+        h_prev = pick(h_prev)
         c1 = None
         if self.cfg.cell == "gru":
-            xr, xz, xn = gx.chunk(3, dim=-1)
-            hr, hz, hn = gh.chunk(3, dim=-1)
-            r = torch.sigmoid(xr + hr)
-            z = torch.sigmoid(xz + hz)
-            n = torch.tanh(xn + r * hn)
-            h1 = n + z * (h_prev - n)
+            rz = torch.sigmoid(gx[:, : 2 * hid] + gh[:, : 2 * hid])
+            r, z = rz[:, :hid], rz[:, hid:]
+            n = torch.tanh(torch.addcmul(gx[:, 2 * hid :], r, gh[:, 2 * hid :]))
+            h1 = torch.lerp(n, h_prev, z)  # (1 - z) * n + z * h_prev
         else:
             assert state.c is not None
             i, f, g, o = (gx + gh).chunk(4, dim=-1)
-            c1 = torch.sigmoid(f) * state.c[0].index_select(0, rows) + torch.sigmoid(i) * torch.tanh(g)
+            c1 = torch.sigmoid(f) * pick(state.c[0]) + torch.sigmoid(i) * torch.tanh(g)
             h1 = torch.sigmoid(o) * torch.tanh(c1)
         hs, cs = [h1], [c1]
         inp = h1
         for layer in range(1, len(self.rnns)):
-            hx = state.h[layer].index_select(0, rows)
+            hx = pick(state.h[layer])
             if state.c is not None:
-                out, (h, c) = self.rnns[layer](inp.unsqueeze(1), (hx[None], state.c[layer].index_select(0, rows)[None]))
+                out, (h, c) = self.rnns[layer](inp.unsqueeze(1), (hx[None], pick(state.c[layer])[None]))
                 cs.append(c[0])
             else:
                 out, h = self.rnns[layer](inp.unsqueeze(1), hx[None])
@@ -242,12 +277,18 @@ class Seq2Seq(nn.Module):
             inp = out.squeeze(1)
         h_n = torch.stack(hs, 0)
         c_n = torch.stack(cs, 0) if c1 is not None else None  # type: ignore[arg-type]
-        batch_idx = state.batch_idx.index_select(0, rows)
-        new_pos = None if pos is None else pos.index_select(0, rows)
-        o_out = self._attentional(inp, self._row_context(enc, inp, DecoderState(h_n, c_n, None, batch_idx)))
-        new = DecoderState(
-            h=h_n, c=c_n, feed=o_out if self.cfg.input_feed else None, batch_idx=batch_idx, pos=new_pos
-        )
+        if rows is None:
+            ctx = self._row_context(enc, inp, state)
+            new = DecoderState(h=h_n, c=c_n, feed=None, batch_idx=state.batch_idx, pos=pos, layout=state.layout)
+        else:
+            new = DecoderState(
+                h=h_n, c=c_n, feed=None, batch_idx=state.batch_idx.index_select(0, rows),
+                pos=None if pos is None else pos.index_select(0, rows),
+            )
+            ctx = self._row_context(enc, inp, new)
+        o_out = self._attentional(inp, ctx)
+        if self.cfg.input_feed:
+            new.feed = o_out
         return self.out(o_out), new
 
     def _extra_inputs(self, enc: Encoded, state: DecoderState) -> tuple[torch.Tensor | None, torch.Tensor | None]:
