@@ -379,3 +379,25 @@ def test_step_cached_equals_step(cell: str, attention: str, input_feed: bool, al
     torch.manual_seed(3)
     b, _ = model.step(enc, state, tokens)
     assert torch.equal(a, b)
+
+
+# ---------------------------------------------------------------------------- fast tanh
+def test_fast_tanh_equals_torch_tanh_with_gradients() -> None:
+    from searnn.models.functional import tanh, tanh_
+
+    x = torch.cat([torch.linspace(-30, 30, 2001), torch.randn(1000) * 3, torch.tensor([0.0, -0.0, 1e-8])])
+    torch.testing.assert_close(tanh(x), torch.tanh(x), atol=2e-7, rtol=0)
+    torch.testing.assert_close(tanh_(x.clone()), torch.tanh(x), atol=2e-7, rtol=0)
+    # out of place leaves its input alone; both are differentiable like torch.tanh
+    w = torch.randn(len(x), generator=torch.Generator().manual_seed(0))
+    a = x.clone().requires_grad_(True)
+    y = tanh(a)
+    assert torch.equal(a.detach(), x)
+    (g,) = torch.autograd.grad((y * w).sum(), a)
+    b = x.clone().requires_grad_(True)
+    (g_ref,) = torch.autograd.grad((torch.tanh(b) * w).sum(), b)
+    torch.testing.assert_close(g, g_ref, atol=1e-6, rtol=0)
+    c = x.clone().requires_grad_(True)
+    y_ = tanh_(c * 1.0)  # in place on a non-leaf whose producer needs no output (as in additive attention)
+    (g_,) = torch.autograd.grad((y_ * w).sum(), c)
+    torch.testing.assert_close(g_, g_ref, atol=1e-6, rtol=0)

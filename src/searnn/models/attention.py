@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from searnn.models.functional import tanh_
+
 
 class Attention(nn.Module):
     """Scores between decoder queries h and encoder memory m, masked by source length.
@@ -41,8 +43,8 @@ class Attention(nn.Module):
         if self.kind == "additive":
             q = self.query_proj(query)  # (G, M, A)
             # (G, M, S, A): the one inherently large tensor of additive attention; tanh in place
-            # (autograd-safe: tanh's backward uses its output, the sum's backward needs neither)
-            hidden = (keys.unsqueeze(1) + q.unsqueeze(2)).tanh_()
+            # (autograd-safe: the sum's backward needs neither operand nor output)
+            hidden = tanh_(keys.unsqueeze(1) + q.unsqueeze(2))
             scores = hidden.matmul(self.v.weight.squeeze(0))  # (G, M, S)
         else:
             scores = torch.bmm(query, keys.transpose(1, 2))  # (G, M, S)

@@ -34,6 +34,7 @@ from searnn.data.vocab import PAD_ID
 from searnn.models.attention import Attention
 from searnn.models.config import ModelConfig
 from searnn.models.encoder import Encoder, make_rnn
+from searnn.models.functional import tanh
 from searnn.models.state import DecoderState, Encoded
 
 RNNState = tuple[torch.Tensor, torch.Tensor | None]
@@ -104,7 +105,7 @@ class Seq2Seq(nn.Module):
         h = enc.h_final.index_select(0, sel)  # (L_dec, B, H_enc)
         c = enc.c_final.index_select(0, sel) if enc.c_final is not None else None
         if self.bridge_h is not None:
-            h = torch.tanh(self.bridge_h(h))
+            h = tanh(self.bridge_h(h))
             if c is not None and self.bridge_c is not None:
                 c = self.bridge_c(c)
         b = enc.batch_size
@@ -151,7 +152,7 @@ class Seq2Seq(nn.Module):
         """Attentional output ``tanh(W_o [ctx; h])`` (``h`` itself without attention)."""
         if ctx is None or self.combine is None:
             return h
-        return torch.tanh(self.combine(torch.cat([ctx, h], dim=-1)))
+        return tanh(self.combine(torch.cat([ctx, h], dim=-1)))
 
     def _row_context(self, enc: Encoded, h: torch.Tensor, state: DecoderState) -> torch.Tensor | None:
         """Attention context ``(N, H_enc)`` for rows ``h (N, H)`` of ``state`` (see RowLayout)."""
@@ -257,13 +258,13 @@ class Seq2Seq(nn.Module):
         if self.cfg.cell == "gru":
             rz = torch.sigmoid(gx[:, : 2 * hid] + gh[:, : 2 * hid])
             r, z = rz[:, :hid], rz[:, hid:]
-            n = torch.tanh(torch.addcmul(gx[:, 2 * hid :], r, gh[:, 2 * hid :]))
+            n = tanh(torch.addcmul(gx[:, 2 * hid :], r, gh[:, 2 * hid :]))
             h1 = torch.lerp(n, h_prev, z)  # (1 - z) * n + z * h_prev
         else:
             assert state.c is not None
             i, f, g, o = (gx + gh).chunk(4, dim=-1)
-            c1 = torch.sigmoid(f) * pick(state.c[0]) + torch.sigmoid(i) * torch.tanh(g)
-            h1 = torch.sigmoid(o) * torch.tanh(c1)
+            c1 = torch.sigmoid(f) * pick(state.c[0]) + torch.sigmoid(i) * tanh(g)
+            h1 = torch.sigmoid(o) * tanh(c1)
         hs, cs = [h1], [c1]
         inp = h1
         for layer in range(1, len(self.rnns)):
@@ -419,7 +420,7 @@ class Seq2Seq(nn.Module):
         )
         i, f, g, _ = gates.chunk(4, dim=-1)
         f = torch.sigmoid(f)
-        u = torch.sigmoid(i) * torch.tanh(g)
+        u = torch.sigmoid(i) * tanh(g)
         cs = [c0]
         for step in range(inp.shape[1] - 1):
             cs.append(f[:, step] * cs[-1] + u[:, step])
