@@ -31,6 +31,7 @@ from searnn.data.batch import Batch, Example, make_batches
 from searnn.data.task import TaskData
 from searnn.data.vocab import Vocab
 from searnn.models import ModelConfig, Seq2Seq
+from searnn.models.functional import tanh
 from searnn.objectives.mle import MleConfig, MleObjective
 from searnn.objectives.searnn import SearnnConfig, SearnnObjective
 
@@ -108,7 +109,8 @@ def sync(batch: Batch) -> None:
 def bare_loop(model: Seq2Seq, rows: int, calls: int, device: torch.device, table: bool = False) -> float:
     """Row-steps per second of a bare greedy loop of the decoder's own modules at ``rows`` rows: embedding,
     ``nn.GRU`` step, projection, argmax; with ``table`` the same GRU written out with the token input
-    projection looked up in a precomputed ``(V, 3H)`` table (the algebra of ``Seq2Seq.step_cached``)."""
+    projection looked up in a precomputed ``(V, 3H)`` table and the fast tanh (the algebra of
+    ``Seq2Seq.step_cached``)."""
     model.eval()
     rnn, emb, out = model.rnns[0], model.tgt_embedding, model.out
     hid = model.cfg.hidden
@@ -124,7 +126,7 @@ def bare_loop(model: Seq2Seq, rows: int, calls: int, device: torch.device, table
             gx = gates.index_select(0, tok)
             gh = torch.nn.functional.linear(h[0], rnn.weight_hh_l0, rnn.bias_hh_l0)
             rz = torch.sigmoid(gx[:, : 2 * hid] + gh[:, : 2 * hid])
-            n = torch.tanh(torch.addcmul(gx[:, 2 * hid :], rz[:, :hid], gh[:, 2 * hid :]))
+            n = tanh(torch.addcmul(gx[:, 2 * hid :], rz[:, :hid], gh[:, 2 * hid :]))
             h = torch.lerp(n, h[0], rz[:, hid:])[None]
             tok = out(h[0]).argmax(-1)
             continue

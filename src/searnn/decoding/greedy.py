@@ -103,7 +103,7 @@ def greedy(
             logits, state = model.step_cached(enc, state, inp, gates)
         else:
             logits, state = model.step(enc, state, inp)
-        pred = (logits + bias).argmax(dim=-1)  # (A,)
+        pred = logits.add_(bias).argmax(dim=-1)  # (A,); logits are not needed after this step
         ended = pred == EOS_ID
         tokens[active, t] = pred.masked_fill(ended, PAD_ID)
         lengths[active] += (~ended).long()
