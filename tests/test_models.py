@@ -299,6 +299,19 @@ def test_encoder_layers_bridge_to_deeper_decoder() -> None:
 
 
 # ---------------------------------------------------------------------------- shared first step
+def assert_same_step(got: tuple, want: tuple) -> None:
+    """Two ``(logits, DecoderState)`` step results agree up to float rounding."""
+    (logits, new), (ref_logits, ref) = got, want
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(new.h, ref.h, atol=1e-5, rtol=1e-5)
+    for a, b in ((new.c, ref.c), (new.feed, ref.feed)):
+        assert (a is None) == (b is None)
+        if b is not None:
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert torch.equal(new.batch_idx, ref.batch_idx)
+    assert (new.pos is None) == (ref.pos is None) and (new.pos is None or torch.equal(new.pos, ref.pos))
+
+
 @pytest.mark.parametrize(
     ("cell", "attention", "input_feed", "aligned", "layers"),
     [("gru", "none", False, False, 1), ("gru", "additive", False, False, 2), ("lstm", "additive", True, False, 1),
@@ -321,14 +334,7 @@ def test_step_shared_equals_step_on_indexed_rows(cell: str, attention: str, inpu
         tokens = torch.randint(3, TGT_VOCAB, (17,), generator=g)
         logits, new = model.step_shared(enc, state, tokens, rows)
         ref_logits, ref = model.step(enc, state.index(rows), tokens)
-        torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(new.h, ref.h, atol=1e-5, rtol=1e-5)
-        if ref.c is not None:
-            torch.testing.assert_close(new.c, ref.c, atol=1e-5, rtol=1e-5)
-        if ref.feed is not None:
-            torch.testing.assert_close(new.feed, ref.feed, atol=1e-5, rtol=1e-5)
-        assert torch.equal(new.batch_idx, ref.batch_idx)
-        assert (new.pos is None) == (ref.pos is None) and (new.pos is None or torch.equal(new.pos, ref.pos))
+        assert_same_step((logits, new), (ref_logits, ref))
         # the next step from the branched state agrees too
         nxt, _ = model.step(enc, new, tokens)
         nxt_ref, _ = model.step(enc, ref, tokens)
@@ -364,14 +370,7 @@ def test_step_cached_equals_step(cell: str, attention: str, input_feed: bool, al
             tokens = dec[rows, k]
             logits, state = model.step_cached(enc, state, tokens, gates)
             ref_logits, ref = model.step(enc, ref, tokens)
-            torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(state.h, ref.h, atol=1e-5, rtol=1e-5)
-            if ref.c is not None:
-                torch.testing.assert_close(state.c, ref.c, atol=1e-5, rtol=1e-5)
-            if ref.feed is not None:
-                torch.testing.assert_close(state.feed, ref.feed, atol=1e-5, rtol=1e-5)
-            assert torch.equal(state.batch_idx, ref.batch_idx)
-            assert (state.pos is None) == (ref.pos is None) and (state.pos is None or torch.equal(state.pos, ref.pos))
+            assert_same_step((logits, state), (ref_logits, ref))
     # in train mode (dropout) it is the plain step: same random stream, same numbers
     model.train()
     torch.manual_seed(3)
