@@ -62,8 +62,9 @@ def load_ocr(seed: int) -> tuple[TaskData, str]:
 
 
 def plain_steps(model: Seq2Seq) -> Seq2Seq:
-    """``model`` with the token-gate lookup turned off: its roll-outs project every row's embedding at
-    every step (``step_cached`` -> ``step``, ``step_shared`` -> index + ``step``), as before that change."""
+    """``model`` with the eval-mode fast steps turned off: every roll-out step goes through ``step``
+    (``step_cached`` -> ``step``, ``step_shared`` -> index + ``step``), projecting every row's embedding,
+    indexing the state per candidate and using ``nn.GRU`` (with torch's own tanh)."""
     model.step_cached = types.MethodType(lambda self, enc, state, tokens, gates: self.step(enc, state, tokens), model)
     model.step_shared = types.MethodType(
         lambda self, enc, state, tokens, rows: self.step(enc, state.index(rows), tokens), model
@@ -205,7 +206,7 @@ def main() -> None:
         "decoding with shrinking batches, writing the outputs); bare loop: embedding + GRU + projection + "
         "argmax at a fixed batch of the same mean size; bare table: the same loop with the token input "
         "projection looked up in a (V, 3H) table, as the engine does (Seq2Seq.step_cached)."
-        f"\n{PLAIN!r}: full SeaRNN with that lookup turned off (every step projects every row's embedding)."
+        f"\n{PLAIN!r}: full SeaRNN with the fast steps turned off (step_cached and step_shared -> step)."
     )
 
 

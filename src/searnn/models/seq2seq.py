@@ -212,9 +212,7 @@ class Seq2Seq(nn.Module):
         """``(V, G)``: the first decoder layer's input pre-activations ``W_ih[:, :E] E_tgt[v] + b_ih`` of every
         target token v (G = 3H for a GRU, 4H for an LSTM). In eval mode (no dropout on the embedding) a
         decoder step can look its token's row up instead of projecting the embedding: see :meth:`step_cached`."""
-        rnn = self.rnns[0]
-        e = self.cfg.tgt_emb_dim
-        return F.linear(self.tgt_embedding.weight, rnn.weight_ih_l0[:, :e], rnn.bias_ih_l0)
+        return self._embedding_gates(self.tgt_embedding.weight)
 
     def step_cached(
         self, enc: Encoded, state: DecoderState, tokens: torch.Tensor, gates: torch.Tensor
@@ -227,12 +225,15 @@ class Seq2Seq(nn.Module):
             return self.step(enc, state, tokens)
         return self._fast_step(enc, state, gates.index_select(0, tokens), None)
 
+    def _embedding_gates(self, emb: torch.Tensor) -> torch.Tensor:
+        """``(N, G)`` first-layer input pre-activations ``W_ih[:, :E] x + b_ih`` of embeddings ``emb (N, E)``."""
+        rnn = self.rnns[0]
+        return F.linear(emb, rnn.weight_ih_l0[:, : self.cfg.tgt_emb_dim], rnn.bias_ih_l0)
+
     def _token_gates_of(self, tokens: torch.Tensor) -> torch.Tensor:
         """``(N, G)`` rows of :meth:`token_gates` for ``tokens (N,)``, projecting each distinct token once."""
-        rnn = self.rnns[0]
-        e = self.cfg.tgt_emb_dim
         uniq, inv = torch.unique(tokens, return_inverse=True)
-        return F.linear(self.tgt_embedding(uniq), rnn.weight_ih_l0[:, :e], rnn.bias_ih_l0).index_select(0, inv)
+        return self._embedding_gates(self.tgt_embedding(uniq)).index_select(0, inv)
 
     def _fast_step(
         self, enc: Encoded, state: DecoderState, gx: torch.Tensor, rows: torch.Tensor | None
