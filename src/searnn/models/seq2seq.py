@@ -279,16 +279,11 @@ class Seq2Seq(nn.Module):
             inp = out.squeeze(1)
         h_n = torch.stack(hs, 0)
         c_n = torch.stack(cs, 0) if c1 is not None else None  # type: ignore[arg-type]
-        if rows is None:
-            ctx = self._row_context(enc, inp, state)
-            new = DecoderState(h=h_n, c=c_n, feed=None, batch_idx=state.batch_idx, pos=pos, layout=state.layout)
-        else:
-            new = DecoderState(
-                h=h_n, c=c_n, feed=None, batch_idx=state.batch_idx.index_select(0, rows),
-                pos=None if pos is None else pos.index_select(0, rows),
-            )
-            ctx = self._row_context(enc, inp, new)
-        o_out = self._attentional(inp, ctx)
+        new = DecoderState(
+            h=h_n, c=c_n, feed=None, batch_idx=pick(state.batch_idx), pos=None if pos is None else pick(pos),
+            layout=state.layout if rows is None else None,  # same rows: same attention layout
+        )
+        o_out = self._attentional(inp, self._row_context(enc, inp, new))
         if self.cfg.input_feed:
             new.feed = o_out
         return self.out(o_out), new
