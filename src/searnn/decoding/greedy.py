@@ -29,10 +29,11 @@ def start_tokens(rows: DecoderState | torch.Tensor, first_tokens: torch.Tensor |
     return torch.full_like(like, BOS_ID)
 
 
-def _token_gates(model: Seq2Seq, rows: int, steps: int) -> torch.Tensor | None:
-    """The model's token-gate table (:meth:`Seq2Seq.token_gates`) when a decoding of ``rows`` rows for up to
+def token_gates_for(model: Seq2Seq, rows: int, steps: int) -> torch.Tensor | None:
+    """The model's token-gate table (:meth:`Seq2Seq.token_gates`) when decoding ``rows`` rows for up to
     ``steps`` steps looks up more token rows than the table has (V), so that building it pays; else None.
-    Only in eval mode, and only for models that offer ``step_cached``."""
+    Only in eval mode, and only for models that offer ``step_cached``. A caller that decodes in several
+    :func:`greedy` calls (SeaRNN roll-outs, by chunks) builds it once and passes it to each."""
     if model.training or not hasattr(model, "step_cached") or rows * max(steps - 1, 0) < model.tgt_vocab_size:
         return None
     return model.token_gates()
@@ -47,6 +48,7 @@ def greedy(
     fixed_length: bool,
     first_tokens: torch.Tensor | None = None,
     state_rows: torch.Tensor | None = None,
+    gates: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Argmax decoding of N rows from ``state``.
 
@@ -67,7 +69,8 @@ def greedy(
 
     In eval mode, when the rows times the steps exceed the vocabulary, the first decoder layer's input
     projection of every token is computed once (``model.token_gates``) and each later step looks its
-    tokens up (``model.step_cached``): one matmul per step instead of two in that layer.
+    tokens up (``model.step_cached``): one matmul per step instead of two in that layer. ``gates``: that
+    table, when the caller already has it (:func:`token_gates_for`).
     """
     n = len(state) if state_rows is None else int(state_rows.shape[0])
     device = state.batch_idx.device
@@ -88,7 +91,8 @@ def greedy(
             state_rows = state_rows[keep_rows]
         else:
             state = state.index(keep_rows)
-    gates = _token_gates(model, n, width)
+    if gates is None:
+        gates = token_gates_for(model, n, width)
     for t in range(width):
         if active.numel() == 0:
             break

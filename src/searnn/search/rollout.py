@@ -30,7 +30,7 @@ import torch
 
 from searnn.costs.base import Cost, pad_to
 from searnn.data.vocab import EOS_ID, PAD_ID
-from searnn.decoding.greedy import greedy
+from searnn.decoding.greedy import greedy, token_gates_for
 from searnn.search.rollin import RollIn
 
 ROLLOUTS = ("reference", "learned", "mixed")
@@ -176,13 +176,15 @@ def _learned(
     steps = calls = 0
     try:
         with torch.no_grad():
+            # the token-gate table once for all chunks (it costs V x E x G, like ~V decoded rows)
+            gates = token_gates_for(model, int(rows.numel()), int(budget.max()))
             for lo in range(0, int(rows.numel()), chunk_size):
                 sl = slice(lo, lo + chunk_size)
                 # the candidates of a cell share its state: index it once, branch in the first step
                 shared, branch = torch.unique(state_rows[sl], return_inverse=True)
                 tokens, lengths = greedy(
                     model, rollin.enc, rollin.states.index(shared), budget[sl], fixed_length,
-                    first_tokens=cand.a.index_select(0, rows[sl]), state_rows=branch,
+                    first_tokens=cand.a.index_select(0, rows[sl]), state_rows=branch, gates=gates,
                 )
                 # a row that stopped on EOS ran one step more than it emitted
                 ran = torch.minimum(lengths + 1, budget[sl])
