@@ -103,7 +103,7 @@ def mtimes(out: Path) -> dict[str, int]:
         ("name: g\nruns:\n  - name: a/b\n", r"row name 'a/b' may hold only"),
         ("name: g\nruns:\n  - name: a\n  - name: b\n    hiden: 3\n",
          r"grid.yaml:4: row 'b': unknown option 'hiden'; did you mean hidden"),
-        ("name: g\nbase: {lr: fast}\nruns: [{name: a}]\n", r"row 'a': option lr: expected float, got 'fast'"),
+        ("name: g\nbase: {lr: fast}\nruns: [{name: a}]\n", r"row 'a': option --lr: expected float, got 'fast'"),
         ("name: g\nruns: [{name: a, objective: nope}]\n", r"row 'a': unknown objective 'nope'"),
         ("name: g\nruns: [{name: a, seed: 3}]\n", r"option 'seed' cannot be set in a grid"),
         ("name: g\nbase: {run_dir: x}\nruns: [{name: a}]\n", r"option 'run_dir' cannot be set in a grid"),

@@ -9,55 +9,95 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from searnn.config import TrainConfig, build_config, field_type, read_yaml, section_classes, unknown_key
+from searnn.cliparse import CliParser, Switch, UsageError
+from searnn.config import (
+    TrainConfig,
+    build_config,
+    field_type,
+    option_owner,
+    read_yaml,
+    section_classes,
+    unknown_key,
+)
 from searnn.errors import SearnnError
+from searnn.preflight import check_run_dir_writable
+from searnn.ranges import flag
 
 
 def _type_name(typ: Any) -> str:
     return getattr(typ, "__name__", str(typ).replace("typing.", ""))
 
 
+def hidden_task_options(task: str) -> tuple[str, ...]:
+    """Common task options that task ``task`` does not use (left out of its command line and help)."""
+    from searnn.data.registry import task_config_class
+
+    return tuple(getattr(task_config_class(task), "unused_options", ()))
+
+
 def add_config_options(parser: argparse.ArgumentParser, task: str, objective: str) -> None:
-    """One ``--option`` per field of the four config sections (values parsed later, as strings)."""
+    """One ``--option`` per field of the four config sections (values parsed later, as strings).
+
+    Boolean fields are switches: ``--lazy``, ``--no-lazy`` or ``--lazy VALUE``."""
+    hidden = hidden_task_options(task)
     for section, cls in section_classes(task, objective).items():
         title = {"task": f"task options ({task})", "objective": f"objective options ({objective})"}.get(
             section, f"{section} options")
         group = parser.add_argument_group(title)
         for f in dataclasses.fields(cls):
+            if section == "task" and f.name in hidden:
+                continue
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             typ = field_type(cls, f)
             help_text = f"{f.metadata.get('help', '')} [{_type_name(typ)}, default: {default!r}]"
-            group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS,
-                               metavar=_type_name(typ).upper(), help=help_text)
+            if typ is bool:
+                group.add_argument(flag(f.name), dest=f.name, default=argparse.SUPPRESS, action=Switch,
+                                   help=help_text)
+            else:
+                group.add_argument(flag(f.name), dest=f.name, default=argparse.SUPPRESS,
+                                   metavar=_type_name(typ).upper(), help=help_text)
+
+
+def unknown_train_option(arg: str, parser: argparse.ArgumentParser, task: str, objective: str) -> SearnnError:
+    """The error for an unrecognised ``searnn train`` argument: the option of another objective or task,
+    a common task option this task does not use, or the closest valid options."""
+    if not arg.startswith("-"):
+        return UsageError(f"unexpected argument {arg!r}: every value follows its --option (see searnn train --help)")
+    key = arg.lstrip("-").split("=")[0].replace("-", "_")
+    if key in hidden_task_options(task):
+        return UsageError(f"{flag(key)} does not apply to --task {task}")
+    valid = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
+    return unknown_key(key, valid, as_flags=True, owner=option_owner(key, task, objective))
 
 
 def parse_train_args(argv: list[str]) -> dict[str, Any]:
     """Two passes: first find --task/--objective/--config, then parse every option of those."""
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = CliParser(add_help=False)
     pre.add_argument("--config", default=None)
     pre.add_argument("--task", default=None)
     pre.add_argument("--objective", default=None)
     known, _ = pre.parse_known_args(argv)
     values: dict[str, Any] = read_yaml(known.config) if known.config else {}
-    task = known.task or values.get("task", TrainConfig.task)
-    objective = known.objective or values.get("objective", TrainConfig.objective)
-    parser = argparse.ArgumentParser(
+    task = str(known.task or values.get("task", TrainConfig.task))
+    objective = str(known.objective or values.get("objective", TrainConfig.objective))
+    parser = CliParser(
         prog="searnn train",
         description="Train a sequence-to-sequence model. Options come from defaults < --config FILE < "
         "command line. Pass --task and --objective before --help to list their options.",
     )
     parser.add_argument("--config", default=None, help="YAML file of options (flat or sectioned)")
-    add_config_options(parser, str(task), str(objective))
+    add_config_options(parser, task, objective)
     namespace, unknown = parser.parse_known_args(argv)
     if unknown:
-        flag = next((u for u in unknown if u.startswith("--")), unknown[0])
-        valid = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
-        raise unknown_key(flag.lstrip("-").split("=")[0].replace("-", "_"), valid)
+        arg = next((u for u in unknown if u.startswith("-")), unknown[0])
+        raise unknown_train_option(arg, parser, task, objective)
     args = vars(namespace)
     args.pop("config", None)
     values.update(args)
@@ -74,6 +114,7 @@ def cmd_train(argv: list[str]) -> int:
     from searnn.train import run
 
     cfg = build_config(parse_train_args(argv))
+    check_run_dir_writable(cfg.train.run_dir)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run checkpoints like a Ctrl-C'd one
     results = run(cfg)
     print(json.dumps({k: results[k] for k in ("task", "objective", "metric", "valid", "test", "epochs",
@@ -117,7 +158,7 @@ def decode_options(parser: argparse.ArgumentParser) -> None:
 def cmd_evaluate(argv: list[str]) -> int:
     from searnn.evaluate import evaluate
 
-    parser = argparse.ArgumentParser(prog="searnn evaluate", description="Score a run's best checkpoint.")
+    parser = CliParser(prog="searnn evaluate", description="Score a run's best checkpoint.")
     parser.add_argument("run_dir")
     parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
     decode_options(parser)
@@ -136,7 +177,7 @@ def cmd_predict(argv: list[str]) -> int:
     from searnn.errors import DataError
     from searnn.evaluate import predict
 
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="searnn predict",
         description="Read source lines on stdin (the task's source format), write one prediction per line.",
     )
@@ -145,8 +186,13 @@ def cmd_predict(argv: list[str]) -> int:
     args = vars(parser.parse_args(argv))
     cfg, task, model, device = load_run(args.pop("run_dir"), args)
     examples = []
+    tabbed = 0
     for lineno, line in enumerate(sys.stdin, 1):
-        line = line.rstrip("\n")
+        line = line.rstrip("\r\n")
+        if lineno == 1:
+            line = line.removeprefix("\ufeff")
+        if task.name == "tsv" and "\t" in line:
+            line, tabbed = line.split("\t", 1)[0], tabbed + 1
         try:
             src = task.parse_source(line)
         except DataError as e:
@@ -154,6 +200,13 @@ def cmd_predict(argv: list[str]) -> int:
         if len(src) == 0:
             raise DataError(f"<stdin>:{lineno}: empty source sequence")
         examples.append(Example(src=src, tgt=[]))
+    if tabbed:
+        print(f"searnn predict: warning: {tabbed} input line(s) hold a TAB; predicting from the source column "
+              "(the text before the first TAB) only", file=sys.stderr)
+    unknown = count_unknown(examples, task)
+    if unknown:
+        print(f"searnn predict: warning: {unknown} source token(s) are not in the training vocabulary and were "
+              "read as UNK", file=sys.stderr)
     with torch.no_grad():
         hyps = predict(model, task, examples, cfg.train, device)
     for hyp in hyps:
@@ -161,10 +214,19 @@ def cmd_predict(argv: list[str]) -> int:
     return 0
 
 
+def count_unknown(examples: list[Any], task: Any) -> int:
+    """Source positions whose first token stream is UNK (0 for feature sources such as OCR pixels)."""
+    from searnn.data.vocab import UNK_ID
+
+    if not task.src_vocabs:
+        return 0
+    return sum(1 for ex in examples for position in ex.src if position[0] == UNK_ID)
+
+
 def cmd_tasks(argv: list[str]) -> int:
     from searnn.data.registry import TASKS
 
-    argparse.ArgumentParser(prog="searnn tasks", description="List the tasks.").parse_args(argv)
+    CliParser(prog="searnn tasks", description="List the tasks.").parse_args(argv)
     for name, (_cls, load) in TASKS.items():
         doc = (sys.modules[load.__module__].__doc__ or "").strip().splitlines()
         print(f"{name:12s} {doc[0] if doc else ''}")
@@ -206,9 +268,36 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+def unknown_command(name: str) -> str:
+    close = difflib.get_close_matches(name, list(COMMANDS), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"searnn: unknown command {name!r}{hint} (valid: {', '.join(COMMANDS)})"
+
+
+def _silence_stdout() -> None:
+    """After a broken pipe (``searnn evaluate DIR | head -1``): point stdout at /dev/null so that the
+    interpreter's final flush does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a real file (captured in tests)
+        pass
+    finally:
+        os.close(devnull)
+
+
+BROKEN_PIPE = 141
+"""Exit status when the reader of stdout went away (128 + SIGPIPE, as a shell reports a killed ``cat``)."""
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. User errors print one line ``searnn CMD: error: ...`` on stderr: status 2 for a
+    malformed command line, 1 for other errors; 130 after Ctrl-C; 141 when stdout is a closed pipe."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        print(usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(usage())
         return 0
     if argv[0] in ("-V", "--version"):
@@ -218,16 +307,33 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name = argv[0]
     if name not in COMMANDS:
-        print(f"searnn: unknown command {name!r}; valid: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(unknown_command(name), file=sys.stderr)
         return 2
     try:
-        return COMMANDS[name][0](argv[1:])
-    except SearnnError as e:
+        code = COMMANDS[name][0](argv[1:])
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _silence_stdout()
+        return BROKEN_PIPE
+    except UsageError as e:
         print(f"searnn {name}: error: {e}", file=sys.stderr)
+        return 2
+    except SearnnError as e:
+        print(f"searnn {name}: error: {one_line(str(e))}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a file the user named cannot be read or written
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"searnn {name}: error: {where}{e.strerror or e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"searnn {name}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+
+
+def one_line(text: str) -> str:
+    """Collapse a message onto one line (errors are one line on stderr)."""
+    return " ".join(text.split()) if "\n" in text else text
 
 
 if __name__ == "__main__":  # pragma: no cover

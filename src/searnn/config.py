@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -26,6 +27,7 @@ from typing import Any
 import yaml
 
 from searnn.errors import ConfigError
+from searnn.ranges import check_value, flag
 
 SECTIONS = ("train", "task", "model", "objective")
 
@@ -82,14 +84,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
+            raise ConfigError(f"unknown --optimizer {self.optimizer!r}; valid: adam, sgd")
         if self.lr_schedule not in ("none", "plateau"):
-            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; valid: none, plateau")
-        for name in ("epochs", "batch_size", "eval_batch_size", "beam", "max_decode_len", "threads"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+            raise ConfigError(f"unknown --lr-schedule {self.lr_schedule!r}; valid: none, plateau")
+        for f in fields(self):
+            check_value(f.name, getattr(self, f.name))
 
 
 def field_type(cls: type, f: dataclasses.Field) -> Any:
@@ -122,7 +121,10 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
         if typ is float:
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ConfigError(f"option {flag(key)}: expected a finite number, got {value!r}")
+            return number
         if typ is str:
             if isinstance(value, (dict, list)):
                 raise ValueError
@@ -133,7 +135,7 @@ def coerce(value: Any, typ: Any, key: str) -> Any:
             return [coerce(v, inner, key) for v in items]
     except (TypeError, ValueError):
         name = getattr(typ, "__name__", str(typ))
-        raise ConfigError(f"option {key}: expected {name}, got {value!r}") from None
+        raise ConfigError(f"option {flag(key)}: expected {name}, got {value!r}") from None
     return value
 
 
@@ -149,21 +151,72 @@ def flat_fields(classes: dict[str, type]) -> dict[str, tuple[str, type, dataclas
     return out
 
 
-def unknown_key(key: str, valid: list[str]) -> ConfigError:
+def unknown_key(key: str, valid: list[str], as_flags: bool = False, owner: str = "") -> ConfigError:
+    """Error for an unknown option ``key``: the option's owner when it belongs to another task or objective
+    (``owner``, see :func:`option_owner`), else the closest valid names. ``as_flags``: spell names as
+    command-line options (``--lr-schedule``) rather than YAML keys."""
+    show = flag if as_flags else repr
+    if owner:
+        return ConfigError(f"{show(key)} belongs to {owner}")
     close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; valid: {', '.join(sorted(valid))}"
-    return ConfigError(f"unknown option {key!r}{hint}")
+    names = [flag(v) if as_flags else v for v in (close or sorted(valid))]
+    hint = f"; did you mean {', '.join(names)}?" if close else f"; valid: {', '.join(names)}"
+    return ConfigError(f"unknown option {show(key)}{hint}")
+
+
+def option_owner(key: str, task: str, objective: str) -> str:
+    """``'--objective searnn'`` (or ``'--task ocr'``, several joined by ``/``) when ``key`` is an option of
+    other objectives or tasks than the active ones; ``''`` when no registered config class has it."""
+    from searnn.data.registry import TASKS
+    from searnn.objectives import OBJECTIVES
+
+    objectives = [name for name, cls in OBJECTIVES.items()
+                  if name != objective and key in {f.name for f in fields(cls.config_class)}]
+    if objectives:
+        return f"--objective {' / '.join(objectives)} (this run has --objective {objective})"
+    tasks = [name for name, (cls, _) in TASKS.items() if name != task and key in {f.name for f in fields(cls)}]
+    if tasks:
+        return f"--task {' / '.join(tasks)} (this run has --task {task})"
+    return ""
+
+
+def yaml_error(path: str | Path, err: yaml.YAMLError) -> str:
+    """A one-line message for a YAML syntax error: ``FILE:LINE: invalid YAML (problem)``."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"{where}: invalid YAML ({problem})"
+
+
+def read_text_file(path: str | Path, what: str) -> str:
+    """The UTF-8 text of ``path`` (a leading byte-order mark removed); a missing, unreadable, binary or
+    non-UTF-8 file raises :class:`ConfigError` naming the file (and line) and ``what`` was expected."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, expected {what}")
+    if not p.is_file():
+        raise ConfigError(f"{what} not found: {p}")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read ({e.strerror})") from None
+    if b"\0" in raw:
+        raise ConfigError(f"{p}: a binary file, expected {what} (text)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{p}:{line}: not valid UTF-8 text, expected {what}") from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file into a flat ``{key: value}`` dict (sections are flattened)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
+    text = read_text_file(p, "config file")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: invalid YAML: {e}") from None
+        raise ConfigError(yaml_error(p, e)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a mapping of options at the top level")
     flat: dict[str, Any] = {}
@@ -227,9 +280,10 @@ def build_config(values: dict[str, Any]) -> RunConfig:
     per_section: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
     for key, value in values.items():
         if key not in table:
-            raise unknown_key(key, list(table))
+            raise unknown_key(key, list(table), owner=option_owner(key, task, objective))
         section, cls, f = table[key]
         per_section[section][key] = coerce(value, field_type(cls, f), key)
+        check_value(key, per_section[section][key])
     try:
         built = {s: classes[s](**per_section[s]) for s in SECTIONS}
     except TypeError as e:  # pragma: no cover - guarded by the key check above

@@ -83,7 +83,7 @@ from typing import IO, Any
 import yaml
 
 from searnn import report
-from searnn.config import SECTIONS, RunConfig, build_config, load_run_config, read_yaml
+from searnn.config import SECTIONS, RunConfig, build_config, load_run_config, read_text_file, read_yaml, yaml_error
 from searnn.errors import ConfigError, SearnnError
 
 TOP_KEYS = ("name", "description", "out", "jobs", "seeds", "base", "runs")
@@ -213,13 +213,11 @@ def _unknown(kind: str, key: str, valid: tuple[str, ...], where: str) -> ConfigE
 def load_grid(path: str | Path, out: str | None = None, jobs: int | None = None) -> Grid:
     """Read and validate a grid file; build and check every run's config (nothing is launched)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"grid file not found: {path}")
-    text = path.read_text()
+    text = read_text_file(path, "grid file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+        raise ConfigError(yaml_error(path, e)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with the keys {', '.join(TOP_KEYS)}")
     key_lines, row_lines = _lines(text)

@@ -78,6 +78,8 @@ _PUNCT = str.maketrans("", "", string.punctuation)
 class CaptionsConfig(TaskConfig):
     """Options of the image captioning task."""
 
+    unused_options = ("split_seed",)  # no seeded split: the files are the splits
+
     min_count: int = field(
         default=5, metadata={"help": "keep words seen at least this often in the training captions; rarer -> UNK"}
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -27,6 +28,10 @@ class TaskConfig:
     data_dir: str = field(default="", metadata={"help": "dataset directory ('' = the shipped copy)"})
     limit_train: int = field(default=0, metadata={"help": "use only the first N training examples (0 = all)"})
     split_seed: int = field(default=1234, metadata={"help": "seed of the train/validation split"})
+
+    unused_options: ClassVar[tuple[str, ...]] = ()
+    """Common options above that the task ignores: left out of its command line (``--help``, and an error
+    that says so when given)."""
 
 
 @dataclass

@@ -62,6 +62,8 @@ _STEMS: dict[str, dict[str, list[str]]] = {
 class TranslationConfig(TaskConfig):
     """Options of the translation task."""
 
+    unused_options = ("split_seed",)  # no seeded split: the files are the splits
+
     dataset: str = field(
         default="multi30k", metadata={"help": "multi30k (shipped) or iwslt14 (needs data_dir)"}
     )

@@ -43,6 +43,8 @@ SPLITS = ("train", "valid", "test")
 class TsvConfig(TaskConfig):
     """Options of the tab-separated user-data task."""
 
+    unused_options = ("split_seed",)  # no seeded split: the files are the splits
+
     train: str = field(default="", metadata={"help": "training file: 'source<TAB>target' lines (required)"})
     valid: str = field(default="", metadata={"help": "validation file, same format (required)"})
     test: str = field(default="", metadata={"help": "test file, same format (required)"})
