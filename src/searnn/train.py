@@ -74,6 +74,16 @@ def check_vocabs(run_dir: Path, task: TaskData) -> None:
         raise SearnnError(f"{run_dir}: the data gives different vocabularies than the saved model's")
 
 
+def check_warm_start(source: str) -> None:
+    """``--warm-start`` (when set) must name a checkpoint file or a run dir holding ``best.pt``."""
+    if not source:
+        return
+    path = Path(source)
+    target = path / ckpt.BEST if path.is_dir() else path
+    if not target.is_file():
+        raise SearnnError(f"--warm-start {source}: no checkpoint at {target}")
+
+
 class Plateau:
     """Multiply the learning rate by ``factor`` after ``patience`` epochs without validation gain."""
 
@@ -136,16 +146,20 @@ class Trainer:
         self.device = resolve_device(t.device)
         if not t.run_dir:
             raise SearnnError("--run-dir is required")
-        self.run_dir, self.resuming = ckpt.prepare_run_dir(cfg)
+        # Everything that can fail on bad input (task data, objective options, warm-start path) is checked
+        # before the run directory is written to, so a failed command leaves no config.yaml behind.
         seed_everything(t.seed)
         self.task = load_task(t.task, cfg.task)
         if not self.task.train:
             raise SearnnError(f"task {t.task}: the training split is empty")
+        if not (Path(t.run_dir) / ckpt.LAST).exists():  # a resumed run no longer needs its warm start
+            check_warm_start(t.warm_start)
+        self.model = build_model(cfg, self.task).to(self.device)
+        self.objective = OBJECTIVES[t.objective](cfg.objective, self.task)
+        self.run_dir, self.resuming = ckpt.prepare_run_dir(cfg)
         if self.resuming:
             check_vocabs(self.run_dir, self.task)
         save_vocabs(self.run_dir, self.task)
-        self.model = build_model(cfg, self.task).to(self.device)
-        self.objective = OBJECTIVES[t.objective](cfg.objective, self.task)
         self.optimizer = make_optimizer(cfg, self.model)
         self.plateau = Plateau(self.optimizer, t.lr_decay, t.lr_patience, t.min_lr)
         self.state = LoopState()

@@ -156,7 +156,7 @@ def _raw_captions(split: str, directory: Path) -> tuple[list[tuple[str, str, str
         return records, tsv
     if js.is_file():
         try:
-            data = json.loads(js.read_text(encoding="utf-8"))
+            data = json.loads(js.read_text(encoding="utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise DataError(f"{js}: invalid JSON ({e})") from None
         items: list[tuple[Any, Any]]

@@ -33,7 +33,9 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 
 def open_text(path: str | Path) -> IO[str]:
-    """Open ``path`` for reading as UTF-8 text, decompressing it if it is gzip data."""
+    """Open ``path`` for reading as UTF-8 text, decompressing it if it is gzip data.
+
+    A leading UTF-8 byte-order mark (as Windows editors write) is removed: it never becomes part of a token."""
     path = Path(path)
     try:
         with path.open("rb") as fh:
@@ -42,11 +44,13 @@ def open_text(path: str | Path) -> IO[str]:
         raise DataError(f"{path}: file not found") from None
     except IsADirectoryError:
         raise DataError(f"{path}: is a directory, expected a text file") from None
+    except PermissionError:
+        raise DataError(f"{path}: permission denied") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc})") from None
     if magic == _GZIP_MAGIC:
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return path.open("r", encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return path.open("r", encoding="utf-8-sig", newline="")
 
 
 def read_lines(path: str | Path) -> Iterator[tuple[int, str]]:
