@@ -83,6 +83,7 @@ from typing import IO, Any
 import yaml
 
 from searnn import report
+from searnn.cliparse import CliParser
 from searnn.config import SECTIONS, RunConfig, build_config, load_run_config, read_text_file, read_yaml, yaml_error
 from searnn.errors import ConfigError, SearnnError
 
@@ -516,13 +517,45 @@ def write_results(grid: Grid, failures: list[Failure]) -> str:
     return text
 
 
+def warm_start_notes(grid: Grid) -> tuple[dict[str, str], list[str]]:
+    """Check every run's ``warm_start`` (after ``{seed}`` substitution, relative to the working directory).
+
+    Returns ``(notes, missing)``: ``notes[label]`` says where the checkpoint comes from when another run of
+    this grid will produce it (``will exist after row X, seed K``); ``missing`` lists one message per run
+    whose warm start neither exists nor is produced by the grid."""
+    from searnn.checkpoint import BEST
+
+    produced = {r.run_dir.resolve(): r for r in grid.runs}
+    notes: dict[str, str] = {}
+    missing: list[str] = []
+    for run in grid.runs:
+        source = run.config.train.warm_start
+        if not source or run.status != "new":
+            continue
+        path = Path(source).expanduser()
+        if (path / BEST if path.is_dir() else path).is_file():
+            continue
+        target = path.resolve()
+        producer = produced.get(target) or (produced.get(target.parent) if target.name == BEST else None)
+        if producer is not None and producer is not run:
+            notes[run.label] = f"warm start {source} will exist after row {producer.row!r}, seed {producer.seed}"
+        else:
+            missing.append(f"{grid.path}: row {run.row!r}, seed {run.seed}: warm_start {source!r} does not exist "
+                           f"(no {BEST} there, and no run of this grid writes it)")
+    return notes, missing
+
+
 def print_plan(grid: Grid) -> None:
     counts = {s: sum(r.status == s for r in grid.runs) for s in ("done", "resume", "new")}
     print(f"grid {grid.name} ({grid.path}): {len(grid.rows)} rows, {len(grid.runs)} runs "
           f"({counts['done']} done, {counts['resume']} to resume, {counts['new']} new), out {grid.out}")
     width = max(len(r.label) for r in grid.runs)
+    notes, missing = warm_start_notes(grid)
     for r in grid.runs:
-        print(f"  {r.label:{width}s}  {r.status:6s}  {r.run_dir}")
+        note = f"  ({notes[r.label]})" if r.label in notes else ""
+        print(f"  {r.label:{width}s}  {r.status:6s}  {r.run_dir}{note}")
+    for problem in missing:
+        print(f"  problem: {problem}")
     todo = [r for r in grid.runs if r.status != "done"]
     if todo:
         example = todo[0]
@@ -531,7 +564,7 @@ def print_plan(grid: Grid) -> None:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="searnn experiment",
         description="Train a grid of (row x seed) runs, each an ordinary `searnn train` in <out>/<row>/seed<k>, "
         "skipping finished ones and resuming interrupted ones; then print and write the results table "
@@ -549,7 +582,10 @@ def main(argv: list[str]) -> int:
     grid = load_grid(args.grid, out=args.out, jobs=args.jobs)
     if args.dry_run:
         print_plan(grid)
-        return 0
+        return 1 if warm_start_notes(grid)[1] else 0
+    missing = warm_start_notes(grid)[1]
+    if missing:
+        raise ConfigError(missing[0] + (f" (and {len(missing) - 1} more runs)" if len(missing) > 1 else ""))
     grid.out.mkdir(parents=True, exist_ok=True)
     (grid.out / "grid.yaml").write_text(grid.text)
     with _sigterm_as_interrupt():

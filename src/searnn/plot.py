@@ -15,7 +15,6 @@ over seeds of their time at *e*), or ``--x both`` (default, side by side). One r
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from searnn import report
+from searnn.cliparse import CliParser
 from searnn.errors import DataError, SearnnError
 
 X_MODES = ("both", "epoch", "time")
@@ -214,7 +214,7 @@ def plot_groups(groups: Sequence[CurveGroup], out: str | Path, x: str = "both", 
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="searnn plot",
         description="Plot the validation metric of runs against epochs and training time (PNG).",
     )

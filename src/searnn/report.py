@@ -10,6 +10,10 @@ and ignored). Runs are grouped (``--group-by``):
   or of the parent directory when the run dir itself is named ``seed<k>``;
 * ``objective``: the training objective.
 
+The runs of one group must differ only in their seed (and run directory, and options that do not change
+the result such as ``threads``): otherwise the report is refused with the list of differing options, since a
+mean over a 40-epoch and a 2-epoch run means nothing; ``--force`` groups them anyway.
+
 Runs of different tasks or metrics never share a group. One table line per group:
 
 | column | content |
@@ -28,7 +32,6 @@ The best mean valid and test values of each task (among two or more groups) are 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import re
@@ -37,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from searnn.cliparse import CliParser
 from searnn.errors import DataError, SearnnError
 
 RESULTS = "results.json"
@@ -141,6 +145,8 @@ class RunResult:
     epochs: int | None
     seconds_per_epoch: float | None
     train_seconds: float | None
+    config: dict[str, Any] = field(default_factory=dict)
+    """The run's resolved options, flat (``results.json``'s ``config`` sections merged)."""
 
 
 def _number(value: Any) -> float | None:
@@ -187,7 +193,51 @@ def load_result(run_dir: str | Path) -> RunResult:
         epochs=data.get("epochs") if isinstance(data.get("epochs"), int) else None,
         seconds_per_epoch=_number(data.get("seconds_per_epoch")),
         train_seconds=_number(data.get("train_seconds")),
+        config=_flat_config(data.get("config")),
     )
+
+
+def _flat_config(sections: Any) -> dict[str, Any]:
+    """``{"train": {...}, "model": {...}}`` -> one flat dict (option names are unique across sections)."""
+    flat: dict[str, Any] = {}
+    if isinstance(sections, dict):
+        for value in sections.values():
+            if isinstance(value, dict):
+                flat.update(value)
+    return flat
+
+
+SAME_RUN_KEYS = frozenset({"seed", "run_dir", "progress", "threads", "checkpoint_minutes", "eval_batch_size"})
+"""Options that may differ between the runs of one table line: the seed, where the run lives, and options
+that do not change what is trained or measured."""
+
+
+def config_differences(runs: Sequence[RunResult]) -> list[str]:
+    """Option names whose values differ between ``runs`` (besides :data:`SAME_RUN_KEYS`), sorted.
+
+    A string holding the run's own seed (``warm_start: runs/base/seed3`` for seed 3) is compared with the
+    seed replaced by ``{seed}``, as a grid's ``{seed}`` substitution writes it."""
+
+    def normalised(run: RunResult, key: str) -> Any:
+        value = run.config.get(key)
+        if isinstance(value, str) and run.seed is not None:
+            value = re.sub(rf"(?<!\d){run.seed}(?!\d)", "{seed}", value)
+        return value
+
+    known = [r for r in runs if r.config]
+    keys = sorted({k for r in known for k in r.config} - SAME_RUN_KEYS)
+    return [k for k in keys if len({json.dumps(normalised(r, k), sort_keys=True) for r in known}) > 1]
+
+
+def check_homogeneous(groups: Sequence[Group], group_by: str) -> None:
+    """Refuse a table line that averages runs of different configurations (``--force`` skips this)."""
+    for g in groups:
+        diffs = config_differences(g.runs)
+        if diffs:
+            raise SearnnError(
+                f"--group-by {group_by}: the runs of {g.label!r} differ in more than the seed "
+                f"({', '.join(diffs)}); their mean would mix configurations. Pass --force to group them anyway"
+            )
 
 
 # --------------------------------------------------------------------------------------------- groups
@@ -423,7 +473,7 @@ def write_output(path: str | Path, markdown: str, data: dict[str, Any]) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="searnn report",
         description="Aggregate finished runs (run dirs, or directories above them such as a grid's out dir) "
         "into a table: metric mean ± std over seeds, epochs, time. No training.",
@@ -432,9 +482,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--group-by", choices=GROUP_BY, default="row",
                         help="one line per grid row (default) or per objective")
     parser.add_argument("--out", default=None, help="also write the table to FILE (.md) or the JSON form (.json)")
+    parser.add_argument("--force", action="store_true",
+                        help="group runs whose options differ in more than the seed (refused by default)")
     args = parser.parse_args(argv)
     runs = [load_result(d) for d in find_run_dirs(args.paths)]
     groups = group_runs(runs, args.group_by)
+    if not args.force:
+        check_homogeneous(groups, args.group_by)
     if args.group_by == "row":
         groups = in_order(groups, grid_row_order(args.paths))
     table = markdown_table(groups, args.group_by)
