@@ -15,6 +15,8 @@ demo: install
 
 test: install
 	$(PYTHON) -m pytest -q
+	# a regular install: build the wheel, install it in a fresh venv, train one OCR epoch from another folder
+	$(PYTHON) -m pytest -q -m wheel tests/test_packaging.py
 
 test-slow: install
 	$(PYTHON) -m pytest -q -m slow

@@ -7,6 +7,8 @@ function, and is registered in :data:`searnn.data.registry.TASKS`.
 
 from __future__ import annotations
 
+import importlib.resources
+import importlib.util
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +19,32 @@ import numpy as np
 from searnn.data.batch import Example
 from searnn.data.vocab import Vocab
 
-REPO_DATA = Path(__file__).resolve().parents[3] / "data"
-"""The ``data/`` folder of the repository (small datasets shipped with searnn)."""
+_CHECKOUT_DATA = Path(__file__).resolve().parents[3] / "data"
+
+
+def shipped_data_dir() -> Path:
+    """The folder of the shipped datasets: the repository's ``data/`` in a source checkout (or an editable
+    install), else the ``searnn_data`` package that a regular install (``pip install .``, a wheel) puts
+    next to ``searnn`` in site-packages (pyproject maps it to the repository's ``data/``)."""
+    if _CHECKOUT_DATA.is_dir():
+        return _CHECKOUT_DATA
+    try:
+        spec = importlib.util.find_spec("searnn_data")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        # A namespace package (data/ holds no __init__.py): its folder is its search location.
+        for location in spec.submodule_search_locations or []:
+            if Path(location).is_dir():
+                return Path(location)
+        resource = importlib.resources.files("searnn_data")
+        if isinstance(resource, Path):
+            return resource
+    return _CHECKOUT_DATA
+
+
+REPO_DATA = shipped_data_dir()
+"""The folder of the small datasets shipped with searnn (see :func:`shipped_data_dir`)."""
 
 
 @dataclass
