@@ -193,7 +193,7 @@ def read_text_file(path: str | Path, what: str) -> str:
     non-UTF-8 file raises :class:`ConfigError` naming the file (and line) and ``what`` was expected."""
     p = Path(path)
     if p.is_dir():
-        raise ConfigError(f"{p}: is a directory, expected {what}")
+        raise ConfigError(f"{p}: is a directory, expected a {what}")
     if not p.is_file():
         raise ConfigError(f"{what} not found: {p}")
     try:
@@ -201,12 +201,12 @@ def read_text_file(path: str | Path, what: str) -> str:
     except OSError as e:
         raise ConfigError(f"{p}: cannot read ({e.strerror})") from None
     if b"\0" in raw:
-        raise ConfigError(f"{p}: a binary file, expected {what} (text)")
+        raise ConfigError(f"{p}: a binary file, expected a {what} (text)")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        raise ConfigError(f"{p}:{line}: not valid UTF-8 text, expected {what}") from None
+        raise ConfigError(f"{p}:{line}: not valid UTF-8 text, expected a {what}") from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
