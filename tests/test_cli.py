@@ -80,3 +80,85 @@ def test_tasks_lists_every_task(capsys):
     out = capsys.readouterr().out
     for name in ("ocr", "chunking", "spelling", "translation", "tsv"):
         assert name in out
+
+
+def _tiny_tsv_run(tmp_path) -> str:
+    rows = ["abc\tcba", "hello\tolleh", "xyz\tzyx", "ab\tba"] * 5
+    for split in ("train", "valid", "test"):
+        (tmp_path / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    run_dir = tmp_path / "run"
+    code = main(["train", "--task", "tsv", "--train", str(tmp_path / "train.tsv"), "--valid",
+                 str(tmp_path / "valid.tsv"), "--test", str(tmp_path / "test.tsv"), "--run-dir", str(run_dir),
+                 "--epochs", "1", "--hidden", "8", "--emb-dim", "8", "--tgt-emb-dim", "8", "--no-progress"])
+    assert code == 0
+    return str(run_dir)
+
+
+def test_predict_warns_once_about_tabs_and_unknown_tokens(tmp_path, capsys, monkeypatch):
+    run_dir = _tiny_tsv_run(tmp_path)
+    capsys.readouterr()
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("abc\tcba\nqqab\nxyz\twhatever\n"))
+    assert main(["predict", run_dir]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 3
+    warnings = [line for line in err.splitlines() if "warning" in line]
+    assert len(warnings) == 2
+    assert "2 input line(s) hold a TAB" in err
+    assert "2 source token(s) are not in the training vocabulary" in err  # the two q's
+
+
+def test_predict_ignores_a_byte_order_mark(tmp_path, capsys, monkeypatch):
+    run_dir = _tiny_tsv_run(tmp_path)
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("\ufeffabc\n"))
+    capsys.readouterr()
+    assert main(["predict", run_dir]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_broken_pipe_exits_quietly(tmp_path):
+    """``searnn evaluate DIR | head -1``: the reader goes away; no traceback, status 0 or 141."""
+    run_dir = _tiny_tsv_run(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "searnn.cli", "evaluate", run_dir], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # nobody reads the output
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode in (0, 141), err
+    assert b"Traceback" not in err and b"BrokenPipe" not in err and b"Exception ignored" not in err
+
+
+def test_boolean_options_are_switches():
+    from searnn.cli import parse_train_args
+    from searnn.config import build_config
+
+    def lazy(*args: str) -> bool:
+        return build_config(parse_train_args(["--objective", "seq-smoothing", *args])).objective.lazy
+
+    assert lazy("--lazy") is True
+    assert lazy("--no-lazy") is False
+    assert lazy("--lazy", "true") is True and lazy("--lazy", "off") is False and lazy("--lazy=no") is False
+    cfg = build_config(parse_train_args(["--bidirectional", "--no-progress"]))
+    assert cfg.model.bidirectional is True and cfg.train.progress is False
+    cfg = build_config(parse_train_args(["--no-bidirectional", "--progress"]))
+    assert cfg.model.bidirectional is False and cfg.train.progress is True
+
+
+def test_no_abbreviations():
+    from searnn.cli import parse_train_args
+    from searnn.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="did you mean --epochs"):
+        parse_train_args(["--epoch", "3"])
+    with pytest.raises(ConfigError, match="--lr-patience"):  # --lr-pat is no longer taken for --lr-patience
+        parse_train_args(["--lr-pat", "3"])
+
+
+def test_task_help_lists_only_its_options():
+    result = run_cli("train", "--task", "tsv", "--help")
+    assert result.returncode == 0
+    assert "--split-seed" not in result.stdout and "--max-src-len" in result.stdout and "--too-long" in result.stdout
+    result = run_cli("train", "--task", "ocr", "--help")
+    assert "--split-seed" in result.stdout and "--max-src-len" not in result.stdout

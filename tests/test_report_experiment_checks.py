@@ -1,0 +1,94 @@
+"""``searnn report --group-by`` refuses to average different configurations (E14); ``searnn experiment``
+checks that every ``warm_start`` exists or is written by an earlier row of the grid (E15)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from searnn import experiment, report
+from searnn.cli import main as cli
+from searnn.config import build_config
+from searnn.errors import ConfigError, SearnnError
+
+
+def fake_run(run_dir: Path, seed: int, **options) -> Path:
+    """A finished run dir: a ``results.json`` with the resolved config of ``options``."""
+    cfg = build_config({"seed": seed, "run_dir": str(run_dir), **options})
+    run_dir.mkdir(parents=True)
+    results = {"task": "ocr", "objective": cfg.train.objective, "metric": "cer", "lower_is_better": True,
+               "valid": {"cer": 5.0 + seed}, "test": {"cer": 6.0 + seed}, "seed": seed, "epochs": cfg.train.epochs,
+               "best_epoch": 1, "config": cfg.to_dict()}
+    (run_dir / "results.json").write_text(json.dumps(results))
+    return run_dir
+
+
+def test_group_by_refuses_runs_of_different_configs(tmp_path, capsys):
+    fake_run(tmp_path / "a" / "seed1", 1, epochs=40)
+    fake_run(tmp_path / "b" / "seed2", 2, epochs=2, lr=0.01)
+    with pytest.raises(SearnnError, match=r"differ in more than the seed \(epochs, lr\).*--force"):
+        report.main([str(tmp_path), "--group-by", "objective"])
+    assert cli(["report", str(tmp_path), "--group-by", "objective"]) == 1
+    assert "epochs, lr" in capsys.readouterr().err
+    assert report.main([str(tmp_path), "--group-by", "objective", "--force"]) == 0
+    assert "| mle |" in capsys.readouterr().out
+
+
+def test_group_by_accepts_seeds_and_per_seed_paths(tmp_path, capsys):
+    for seed in (1, 2, 3):
+        fake_run(tmp_path / "row" / f"seed{seed}", seed, epochs=3, threads=seed,
+                 warm_start=f"runs/base/seed{seed}")
+    assert report.main([str(tmp_path), "--group-by", "objective"]) == 0
+    assert "3" in capsys.readouterr().out
+
+
+def test_config_differences_against_a_brute_force_comparison(tmp_path):
+    runs = [report.load_result(fake_run(tmp_path / f"r{i}", i, **opts))
+            for i, opts in enumerate([{"hidden": 16}, {"hidden": 16, "lr": 0.5}, {"hidden": 32}], start=1)]
+    flat = [r.config for r in runs]
+    expected = sorted(k for k in flat[0] if k not in report.SAME_RUN_KEYS
+                      and any(f[k] != flat[0][k] for f in flat[1:]))
+    assert report.config_differences(runs) == expected == ["hidden", "lr"]
+
+
+GRID = """\
+name: warm
+out: {out}
+seeds: [1, 2]
+base: {{task: ocr, epochs: 1}}
+runs:
+  - name: base
+  - name: cont
+    warm_start: {out}/base/seed{{seed}}
+  - name: lost
+    warm_start: {missing}/seed{{seed}}
+"""
+
+
+def test_dry_run_flags_missing_warm_starts(tmp_path, capsys):
+    out, missing = tmp_path / "out", tmp_path / "missing"
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID.format(out=out, missing=missing))
+    assert cli(["experiment", str(path), "--dry-run"]) == 1
+    text = capsys.readouterr().out
+    assert f"cont/seed2  new     {out}/cont/seed2  (warm start {out}/base/seed2 will exist after row 'base', seed 2)" \
+        in text
+    assert f"warm_start '{missing}/seed1' does not exist" in text
+    notes, problems = experiment.warm_start_notes(experiment.load_grid(path))
+    assert sorted(notes) == ["cont/seed1", "cont/seed2"] and len(problems) == 2
+    with pytest.raises(ConfigError, match=r"row 'lost', seed 1: warm_start .* does not exist \(.*\) \(and 1 more"):
+        experiment.main([str(path)])
+    assert not out.exists()  # refused before launching anything
+
+
+def test_existing_warm_start_is_not_flagged(tmp_path, capsys):
+    out, done = tmp_path / "out", tmp_path / "done"
+    for seed in (1, 2):
+        (done / f"seed{seed}").mkdir(parents=True)
+        (done / f"seed{seed}" / "best.pt").write_bytes(b"")
+    path = tmp_path / "grid.yaml"
+    path.write_text(GRID.format(out=out, missing=done).replace("  - name: cont\n", "  - name: cont\n"))
+    notes, problems = experiment.warm_start_notes(experiment.load_grid(path))
+    assert problems == [] and len(notes) == 2
