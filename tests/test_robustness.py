@@ -60,6 +60,9 @@ def ws(tmp_path_factory) -> Workspace:
     (root / "broken.yaml").write_text("lr: [0.1\nepochs: 2\n")
     (root / "list.yaml").write_text("- lr\n- 0.1\n")
     (root / "adir").mkdir()
+    (root / "badrun").mkdir()
+    (root / "badrun" / "config.yaml").write_bytes(b"train:\n  lr: \xff\xfe0.1\n")
+    (root / "badrun" / "best.pt").write_bytes(b"")
     (root / "afile").write_text("not a directory\n")
     (root / "latin1.tsv").write_bytes("abc\tcba\ncaf\xe9\tefac\n".encode("latin-1"))
     (root / "long.tsv").write_text("x" * 5000 + "\ty\n" + "\n".join(PAIRS) + "\n")
@@ -162,7 +165,11 @@ ROWS: list[Row] = [
     row("unknown-device", lambda w: ["train", *w.tsv, "--device", "tpu", *fresh(w, "device")], "device"),
     row("different-config", lambda w: ["train", *w.tsv, *TINY[:2], "--hidden", "9", "--run-dir", str(w.run)],
         "different config"),
+    row("data-dir-is-file", lambda w: ["train", "--task", "chunking", "--data-dir", w["afile"], *fresh(w, "dd")],
+        "is a file"),
+    row("run-config-not-utf8", lambda w: ["train", *w.tsv, "--run-dir", w["badrun"]], "config.yaml:2"),
     # --- the other commands
+    row("evaluate-config-not-utf8", lambda w: ["evaluate", w["badrun"]], "not valid UTF-8", proc=True),
     row("evaluate-missing", lambda w: ["evaluate", w["nope"]], "not a run directory"),
     row("evaluate-split", lambda w: ["evaluate", str(w.run), "--split", "dev"], "invalid choice"),
     row("evaluate-beam", lambda w: ["evaluate", str(w.run), "--beam", "0"], "--beam"),
@@ -206,6 +213,8 @@ def run_row(argv: list[str], stdin: str | None, proc: bool) -> tuple[int, str]:
 def test_bad_input_is_one_line_error(ws, name, argv, stdin, expect, proc):
     (ws.root / "nan.yaml").write_text("lr: .nan\n")
     args = argv(ws)
+    target = Path(args[args.index("--run-dir") + 1]) if "--run-dir" in args else None
+    new_dir = target is not None and not target.exists()
     before = snapshot(ws.run)
     code, stderr = run_row(args, stdin, proc)
     lines = [ln for ln in stderr.splitlines() if ln.strip()]
@@ -214,10 +223,8 @@ def test_bad_input_is_one_line_error(ws, name, argv, stdin, expect, proc):
     assert len(lines) == 1, stderr
     assert expect in lines[0], lines[0]
     assert snapshot(ws.run) == before, "a failed command changed the existing run directory"
-    if "--run-dir" in args:
-        run_dir = Path(args[args.index("--run-dir") + 1])
-        if run_dir != ws.run and run_dir.is_dir():
-            assert not (run_dir / "config.yaml").exists(), "a failed command left a config.yaml behind"
+    if new_dir and target.is_dir():
+        assert not (target / "config.yaml").exists(), "a failed command left a config.yaml behind"
 
 
 def test_no_command_prints_usage_on_stderr_with_status_2(capsys):

@@ -230,6 +230,8 @@ def load(cfg: CaptionsConfig) -> TaskData:
     """Load the captioning task (see the module docstring for the files and examples)."""
     _check_config(cfg)
     directory = Path(cfg.data_dir).expanduser()
+    if directory.exists() and not directory.is_dir():
+        raise DataError(f"--data-dir {str(directory)!r} is a file; pass a directory holding {EXPECTS}")
     if not directory.is_dir():
         raise DataError(f"captions data directory {str(directory)!r} not found; it must hold {EXPECTS}")
     splits = {split: read_split(split, directory, cfg) for split in SPLITS}

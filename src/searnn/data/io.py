@@ -75,6 +75,8 @@ def resolve_data_dir(data_dir: str, shipped: str, expects: str) -> Path:
     ``expects`` describes the files the directory must hold (used in the error message).
     """
     path = Path(data_dir).expanduser() if data_dir else REPO_DATA / shipped
+    if path.exists() and not path.is_dir():
+        raise DataError(f"--data-dir {str(path)!r} is a file; pass --data-dir DIR (a directory) containing {expects}")
     if not path.is_dir():
         where = f"data directory {str(path)!r}" if data_dir else f"shipped data directory {str(path)!r}"
         raise DataError(f"{where} not found; pass --data-dir DIR containing {expects}")
