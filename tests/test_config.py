@@ -53,3 +53,57 @@ def test_yaml_errors(tmp_path):
     bad.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         read_yaml(bad)
+
+
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"objective": "searnn", "rollin": "sideways"}, "unknown --rollin 'sideways'"),
+        ({"cell": "rnn"}, "unknown --cell 'rnn'"),
+        ({"objective": "seq-smoothing", "sub_vocab": "all"}, "unknown --sub-vocab 'all'"),
+        ({"objective": "token-smoothing", "embeddings_path": "/no/such/file"}, "--embeddings-path '/no/such/file'"),
+        ({"lr_schedule": "cosine"}, "unknown --lr-schedule 'cosine'"),
+        ({"lr": "nan"}, "option --lr: expected a finite number"),
+        ({"lr_decay": -3}, r"--lr-decay must be in \(0, 1\], got -3"),
+        ({"checkpoint_minutes": -1}, "--checkpoint-minutes must be >= 0"),
+        ({"clip_norm": float("nan")}, "--clip-norm"),
+        ({"epoch": 3}, "unknown option 'epoch'; did you mean epochs"),
+        ({"rollin": "learned"}, "'rollin' belongs to --objective searnn / searnn-tok"),
+        ({"task": "ocr", "tokenize": "char"}, "'tokenize' belongs to --task tsv"),
+    ],
+)
+def test_errors_name_the_option(values, message):
+    with pytest.raises(ConfigError, match=message):
+        build_config(values)
+
+
+def test_flag_names_rewrites_only_option_names():
+    from searnn.config import flag_names
+
+    options = {"rollin", "hidden", "train_dim", "train_window"}
+    assert flag_names("unknown rollin 'x'; valid: a, b", options) == "unknown --rollin 'x'; valid: a, b"
+    assert flag_names("model.hidden must be a positive integer", options) == "--hidden must be a positive integer"
+    both = "--train-dim and --train-window must be >= 1"
+    assert flag_names("train_dim and train_window must be >= 1", options) == both
+    assert flag_names("unknown colour 'red'", options) == "unknown colour 'red'"
+
+
+def test_config_files_that_are_not_yaml_text(tmp_path):
+    binary = tmp_path / "b.yaml"
+    binary.write_bytes(b"\x00\x01\x02lr: 1\n")
+    with pytest.raises(ConfigError, match="b.yaml: a binary file"):
+        read_yaml(binary)
+    latin = tmp_path / "l.yaml"
+    latin.write_bytes(b"epochs: 2\nname: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"l.yaml:2: not valid UTF-8"):
+        read_yaml(latin)
+    with pytest.raises(ConfigError, match="is a directory"):
+        read_yaml(tmp_path)
+    broken = tmp_path / "x.yaml"
+    broken.write_text("a: 1\nb: [2\nc: 3\n")
+    with pytest.raises(ConfigError, match=r"x.yaml:3: invalid YAML \(") as err:
+        read_yaml(broken)
+    assert "\n" not in str(err.value)
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes("\ufeffepochs: 4\n".encode())
+    assert read_yaml(bom) == {"epochs": 4}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -286,9 +287,26 @@ def build_config(values: dict[str, Any]) -> RunConfig:
         check_value(key, per_section[section][key])
     try:
         built = {s: classes[s](**per_section[s]) for s in SECTIONS}
+    except ConfigError as e:  # a section's own check: name the option as it is typed (--rollin)
+        raise ConfigError(flag_names(str(e), set(table))) from None
     except TypeError as e:  # pragma: no cover - guarded by the key check above
         raise ConfigError(str(e)) from None
     return RunConfig(**built)
+
+
+_SUBJECT = re.compile(r"^(?:model\.)?([a-z][a-z0-9_]*)(?= must| and | ')|(?<= and )([a-z][a-z0-9_]*)(?= must)"
+                      r"|(?<=^unknown )([a-z][a-z0-9_]*)(?= ')")
+
+
+def flag_names(message: str, options: set[str]) -> str:
+    """Rewrite the option a config check names (``unknown rollin 'x'``, ``model.hidden must ...``) the way
+    it is typed on the command line (``unknown --rollin 'x'``); other words are left alone."""
+
+    def swap(match: re.Match[str]) -> str:
+        name = next(g for g in match.groups() if g)
+        return flag(name) if name in options else match.group(0)
+
+    return _SUBJECT.sub(swap, message)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
