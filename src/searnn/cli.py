@@ -59,7 +59,7 @@ def add_config_options(parser: argparse.ArgumentParser, task: str, objective: st
             help_text = f"{f.metadata.get('help', '')} [{_type_name(typ)}, default: {default!r}]"
             if typ is bool:
                 group.add_argument(flag(f.name), dest=f.name, default=argparse.SUPPRESS, action=Switch,
-                                   help=help_text)
+                                   metavar="BOOL", help=help_text)
             else:
                 group.add_argument(flag(f.name), dest=f.name, default=argparse.SUPPRESS,
                                    metavar=_type_name(typ).upper(), help=help_text)
@@ -79,7 +79,7 @@ def unknown_train_option(arg: str, parser: argparse.ArgumentParser, task: str, o
 
 def parse_train_args(argv: list[str]) -> dict[str, Any]:
     """Two passes: first find --task/--objective/--config, then parse every option of those."""
-    pre = CliParser(add_help=False)
+    pre = CliParser(prog="searnn train", add_help=False)
     pre.add_argument("--config", default=None)
     pre.add_argument("--task", default=None)
     pre.add_argument("--objective", default=None)
