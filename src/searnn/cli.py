@@ -3,6 +3,11 @@
 Every option of a run can be given on the command line (``--lr 0.5``) or in a YAML file
 (``--config FILE``); the command line wins. ``searnn train --task T --objective O --help`` lists the
 options of that task and objective with their defaults.
+
+Conventions: boolean options are switches (``--lazy``, ``--no-lazy``, or ``--lazy true``); options are never
+abbreviated; a bad input is one line ``searnn CMD: error: ...`` on stderr naming the option as typed or the
+file and line (status 1, 2 for a malformed command line); nothing is written to a run directory before the
+run's inputs are checked; a closed stdout pipe (``| head -1``) ends quietly with status 141.
 """
 
 from __future__ import annotations
