@@ -162,3 +162,14 @@ def test_task_help_lists_only_its_options():
     assert "--split-seed" not in result.stdout and "--max-src-len" in result.stdout and "--too-long" in result.stdout
     result = run_cli("train", "--task", "ocr", "--help")
     assert "--split-seed" in result.stdout and "--max-src-len" not in result.stdout
+
+
+def test_exit_status_2_for_a_malformed_command_line_1_for_bad_values(tmp_path, capsys):
+    run_dir = str(tmp_path / "r")
+    assert main(["train", "--epoch", "3", "--run-dir", run_dir]) == 2
+    assert main(["train", "--lr"]) == 2
+    assert main(["trian"]) == 2
+    assert main(["train", "--lr", "nan", "--run-dir", run_dir]) == 1
+    err = capsys.readouterr().err
+    assert "did you mean --epochs" in err and "did you mean 'train'" in err and "--lr" in err
+    assert not (tmp_path / "r").exists()

@@ -79,7 +79,7 @@ def unknown_train_option(arg: str, parser: argparse.ArgumentParser, task: str, o
     if key in hidden_task_options(task):
         return UsageError(f"{flag(key)} does not apply to --task {task}")
     valid = [a.dest for a in parser._actions if a.dest not in ("help", "config")]
-    return unknown_key(key, valid, as_flags=True, owner=option_owner(key, task, objective))
+    return UsageError(str(unknown_key(key, valid, as_flags=True, owner=option_owner(key, task, objective))))
 
 
 def parse_train_args(argv: list[str]) -> dict[str, Any]:
