@@ -1,20 +1,39 @@
-"""Run directories: resolved config, vocabularies, checkpoints (atomic writes), metrics log."""
+"""Run directories: resolved config, vocabularies, checkpoints (durable atomic writes, safe loading), the
+metrics log and the run-directory lock.
+
+Checkpoints hold only tensors, plain containers and primitives and are read back with
+``torch.load(weights_only=True)`` through :func:`load_checkpoint`, so that a crafted ``.pt`` file cannot run
+code. Every file that matters is written through :mod:`searnn.fileio` (temp file, fsync, rename, fsync of
+the directory); ``last.pt`` keeps its previous version as ``last.prev.pt``, used when ``last.pt`` is unreadable.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pickle
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
-from searnn.config import RunConfig, load_run_config
-from searnn.errors import ConfigError, SearnnError
+from searnn.config import RunConfig, build_config
+from searnn.errors import ConfigError, DataError, SearnnError
+from searnn.fileio import atomic_write_text, atomic_write_with, keep_previous
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
 
 CONFIG, METRICS_LOG, RESULTS, LAST, BEST = "config.yaml", "metrics.jsonl", "results.json", "last.pt", "best.pt"
+LAST_PREV = "last.prev.pt"
 LOCK = "train.lock"
 
 # Options that may change when a run is resumed (they do not change what is being trained).
@@ -24,6 +43,17 @@ RESUMABLE_CHANGES = {
 }
 
 
+# -- the run-directory lock ------------------------------------------------------------------------------
+# ``train.lock`` is locked with ``fcntl.flock`` on a descriptor held open for the whole run: the kernel lets
+# one process hold it at a time and drops it when the holder dies (even by SIGKILL), so there is no stale
+# lock to detect and no window in which a lock without its PID could be taken for a stale one. The PID
+# written into the file only serves the error message. Without ``fcntl`` (not POSIX), the lock is a file
+# created atomically with its PID (``os.link`` of a temporary file), and a dead holder's lock is taken over.
+
+_HELD: dict[Path, int] = {}  # lock path -> open descriptor holding the flock (this process)
+_BUSY_RETRY_SECONDS = 1.0  # a lock found busy is tried again for this long (probes by `searnn experiment`)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -31,56 +61,209 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:  # exists, owned by someone else
         return True
+    except OSError:
+        return False
     return True
 
 
+def _read_pid(path: Path) -> int:
+    try:
+        return int(path.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _busy(run_dir: Path, path: Path, pid: int) -> SearnnError:
+    who = f"process {pid}" if pid else "another process"
+    return SearnnError(f"{run_dir} is being trained by {who} (lock file {path}); wait for it to finish or stop it")
+
+
+def _make_run_dir(run_dir: Path) -> None:
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SearnnError(f"cannot create the run directory {run_dir} ({e.strerror or e}); "
+                          "choose a writable --run-dir") from None
+    if not os.access(run_dir, os.W_OK):
+        raise SearnnError(f"the run directory {run_dir} is not writable; choose another --run-dir")
+
+
+def _lock_open_error(path: Path, e: OSError) -> SearnnError:
+    return SearnnError(f"cannot create the lock file {path} ({e.strerror or e}); check that "
+                       f"{path.parent} is a writable directory and {path.name} is not a directory")
+
+
 def acquire_lock(run_dir: Path) -> Path:
-    """Claim ``run_dir`` for this process (``train.lock`` holding the PID). Two processes training into one
-    run directory would overwrite each other's checkpoints; the second one gets a clear error instead. A
-    lock left by a process that no longer exists (killed with SIGKILL) is taken over."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Claim ``run_dir`` for this process (``train.lock``). Two processes training into one run directory would
+    overwrite each other's checkpoints; the second one gets a clear error instead. The lock of a process that
+    died (even by SIGKILL) is free again. Returns the lock path, for :func:`release_lock`."""
+    run_dir = Path(run_dir)
+    _make_run_dir(run_dir)
     path = run_dir / LOCK
-    for _ in range(2):
+    if fcntl is None:  # pragma: no cover - not POSIX
+        return _acquire_link_lock(run_dir, path)
+    deadline = time.monotonic() + _BUSY_RETRY_SECONDS
+    while True:
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != os.getpid() and _alive(pid):
-                raise SearnnError(
-                    f"{run_dir} is being trained by process {pid} (lock file {path}); wait for it to finish "
-                    "or stop it; if no such run is going on, delete the lock file"
-                ) from None
-            path.unlink(missing_ok=True)  # stale lock
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise _lock_open_error(path, e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            if time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            raise _busy(run_dir, path, _read_pid(path)) from None
+        try:  # the holder before us may have removed the file after we opened it: lock the current file
+            current = os.stat(path)
+            mine = os.fstat(fd)
+            same = (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev)
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
             continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        _HELD[path] = fd
         return path
-    raise SearnnError(f"could not create the lock file {path}")
+
+
+def _acquire_link_lock(run_dir: Path, path: Path) -> Path:  # pragma: no cover - not POSIX
+    tmp = run_dir / f".{LOCK}.{os.getpid()}.tmp"
+    for _ in range(3):
+        try:
+            tmp.write_text(str(os.getpid()))
+            os.link(tmp, path)
+            return path
+        except FileExistsError:
+            pid = _read_pid(path)
+            if pid and pid != os.getpid() and _alive(pid):
+                raise _busy(run_dir, path, pid) from None
+            path.unlink(missing_ok=True)  # stale lock
+        except OSError as e:
+            raise _lock_open_error(path, e) from None
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise _busy(run_dir, path, _read_pid(path))
 
 
 def release_lock(path: Path) -> None:
-    """Remove a lock taken by :func:`acquire_lock` (only if this process still owns it)."""
-    try:
-        if int(path.read_text().strip() or 0) == os.getpid():
+    """Give up a lock taken by :func:`acquire_lock` (removes the lock file)."""
+    path = Path(path)
+    fd = _HELD.pop(path, None)
+    if fd is None:
+        if fcntl is None and _read_pid(path) == os.getpid():  # pragma: no cover - not POSIX
             path.unlink(missing_ok=True)
-    except (OSError, ValueError):
-        pass
+        return
+    with contextlib.suppress(OSError):
+        path.unlink()  # while still holding it: a waiting process then locks a new file, never this one
+    os.close(fd)
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file then rename, so a kill never leaves a half-written checkpoint."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def lock_holder(run_dir: Path) -> int | None:
+    """``None`` when nobody trains ``run_dir``; else the PID of the process holding its lock (0 if unknown).
+
+    Used by ``searnn experiment`` to wait for a trainer it did not start (e.g. one left by a killed grid)."""
+    path = Path(run_dir) / LOCK
+    if fcntl is None:  # pragma: no cover - not POSIX
+        pid = _read_pid(path)
+        return pid if pid and _alive(pid) else None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return _read_pid(path)
+    finally:
+        os.close(fd)  # also drops the shared lock taken when it was free
+    return None
 
 
-def atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+# -- checkpoints ---------------------------------------------------------------------------------------
+
+
+class CheckpointError(SearnnError):
+    """A checkpoint that cannot be read (corrupt, truncated, or holding more than tensors and plain data)."""
+
+
+def check_finite(model_state: dict[str, Any], path: Path) -> None:
+    """Refuse to write a model whose parameters hold NaN or infinity (second line of defence behind the
+    training loop's check after each optimizer step)."""
+    for name, value in model_state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise SearnnError(f"refusing to write {path}: parameter {name} holds non-finite values "
+                              "(the model diverged; lower --lr)")
+
+
+def atomic_save(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` durably to a temporary file, then rename: a kill never leaves a half-written checkpoint.
+    ``obj`` must hold only tensors, plain containers and primitives (it is read back with ``weights_only``);
+    its ``model`` entry, if any, must be finite."""
+    path = Path(path)
+    if isinstance(obj.get("model"), dict):
+        check_finite(obj["model"], path)
+    atomic_write_with(lambda fh: torch.save(obj, fh), path)
+
+
+def save_last(obj: dict[str, Any], run_dir: Path) -> None:
+    """Write ``last.pt``, keeping the version it replaces as ``last.prev.pt`` (the fallback when ``last.pt``
+    turns out to be unreadable)."""
+    path = Path(run_dir) / LAST
+    keep_previous(path, Path(run_dir) / LAST_PREV)
+    atomic_save(obj, path)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu", what: str = "checkpoint") -> dict[str, Any]:
+    """Read a checkpoint written by searnn, safely: ``torch.load(weights_only=True)`` never runs code from the
+    file, and anything but a dict of tensors and plain data is refused with a one-line :class:`CheckpointError`
+    naming the file (``what`` says which option or file it came from, e.g. ``--warm-start``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what}: no checkpoint at {path}" if what else f"no checkpoint at {path}")
+    try:
+        data = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as e:
+        detail = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()
+        reason = detail[0][:160] if detail else "unreadable"
+        raise CheckpointError(
+            f"{what}: refused to load {path}: not a plain searnn checkpoint ({reason}); it is corrupt or holds "
+            "objects that could run code when loaded; delete it (or retrain) rather than loading it"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise CheckpointError(f"{what}: cannot read {path}: truncated or corrupt ({first}); delete it or "
+                              "retrain") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise CheckpointError(f"{what}: {path} is not a searnn checkpoint (no model state); delete it or retrain")
+    return data
+
+
+def load_last(run_dir: Path, device: torch.device | str, warn: Callable[[str], None]) -> dict[str, Any]:
+    """Read ``last.pt``; when it is unreadable, fall back to ``last.prev.pt`` (with a warning). Both unreadable:
+    a one-line error naming them."""
+    last, prev = Path(run_dir) / LAST, Path(run_dir) / LAST_PREV
+    try:
+        return load_checkpoint(last, device, what="resume")
+    except CheckpointError as e:
+        if not prev.is_file():
+            raise CheckpointError(f"{e}; no {LAST_PREV} to fall back to: delete {run_dir} to start over") from None
+        try:
+            data = load_checkpoint(prev, device, what="resume")
+        except CheckpointError as e2:
+            raise CheckpointError(f"{e}; the fallback is unreadable too ({e2}); delete {run_dir} to start "
+                                  "over") from None
+        warn(f"warning: {e}; resuming from the previous checkpoint {prev} instead")
+        return data
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    """Whether a run directory has something to resume from (``last.pt`` or its fallback)."""
+    return (Path(run_dir) / LAST).exists() or (Path(run_dir) / LAST_PREV).exists()
 
 
 def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
@@ -97,49 +280,164 @@ def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
     return diffs
 
 
+def saved_config_values(run_dir: Path) -> dict[str, Any]:
+    """The flat options of the ``config.yaml`` a run directory holds; a corrupt or truncated file is a one-line
+    ConfigError naming it."""
+    path = Path(run_dir) / CONFIG
+    advice = f"restore it, or delete {run_dir} to start over"
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the run's config ({e}); {advice}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: corrupt run config (invalid YAML{where}); {advice}") from None
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), dict) for k in ("train", "task", "model")):
+        raise ConfigError(f"{path}: corrupt or truncated run config (expected the sections train, task, model, "
+                          f"objective); {advice}")
+    flat: dict[str, Any] = {}
+    for value in data.values():
+        if isinstance(value, dict):
+            flat.update({str(k): v for k, v in value.items()})
+    return flat
+
+
+def load_saved_config(run_dir: Path) -> RunConfig:
+    """The :class:`RunConfig` saved in a run directory (see :func:`saved_config_values`)."""
+    try:
+        return build_config(saved_config_values(run_dir))
+    except ConfigError as e:
+        if str(e).startswith(str(Path(run_dir) / CONFIG)):
+            raise
+        raise ConfigError(f"{Path(run_dir) / CONFIG}: invalid run config ({e}); restore it, or delete {run_dir} "
+                          "to start over") from None
+
+
+def _different_config(run_dir: Path, diffs: list[str]) -> ConfigError:
+    return ConfigError(f"{run_dir} holds a run with a different config ({'; '.join(diffs)}); "
+                       "use another --run-dir, or delete that directory to start over")
+
+
 def prepare_run_dir(cfg: RunConfig) -> tuple[Path, bool]:
     """Create the run dir or check that it holds the same run. Returns (path, resuming)."""
     run_dir = Path(cfg.train.run_dir)
     cfg_path = run_dir / CONFIG
     if cfg_path.exists():
-        saved = load_run_config(cfg_path)
-        diffs = config_differences(saved, cfg)
+        diffs = config_differences(load_saved_config(run_dir), cfg)
         if diffs:
-            raise ConfigError(
-                f"{run_dir} holds a run with a different config ({'; '.join(diffs)}); "
-                "use another --run-dir, or delete that directory to start over"
-            )
-        resuming = (run_dir / LAST).exists()
+            raise _different_config(run_dir, diffs)
+        resuming = has_checkpoint(run_dir)
     else:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        _make_run_dir(run_dir)
         resuming = False
     atomic_write_text(cfg.to_yaml(), cfg_path)
     return run_dir, resuming
 
 
+def finished_results(cfg: RunConfig, warn: Callable[[str], None]) -> dict[str, Any] | None:
+    """The ``results.json`` of a run that is finished for ``cfg`` (it covers ``cfg.train.epochs`` or stopped
+    early), else ``None``. Reads only ``config.yaml`` (which must match ``cfg``) and ``results.json``, so that
+    rerunning a finished run loads no checkpoint. An unreadable ``results.json`` gives a warning and ``None``:
+    training then re-evaluates the best checkpoint and writes it again."""
+    run_dir = Path(cfg.train.run_dir)
+    path = run_dir / RESULTS
+    if not (path.exists() and (run_dir / CONFIG).exists()):
+        return None
+    diffs = config_differences(load_saved_config(run_dir), cfg)
+    if diffs:
+        raise _different_config(run_dir, diffs)
+    try:
+        results = read_json(path)
+    except DataError as e:
+        warn(f"warning: {e}; evaluating the best checkpoint again to rewrite it")
+        return None
+    if not isinstance(results, dict):
+        warn(f"warning: {path} is not a results object; evaluating the best checkpoint again to rewrite it")
+        return None
+    epochs = results.get("epochs")
+    if results.get("stopped") or (isinstance(epochs, int) and epochs >= cfg.train.epochs):
+        return results
+    return None
+
+
 def rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+    """The torch, python and numpy RNG states as tensors and plain lists/ints/floats (``weights_only`` safe)."""
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "python": {"version": int(version), "internal": [int(x) for x in internal], "gauss": gauss},
+        "numpy": {"kind": str(kind), "keys": [int(x) for x in keys], "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the states of :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    py, npy = state["python"], state["numpy"]
+    random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
+    np.random.set_state((npy["kind"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"],
+                         npy["cached"]))
 
 
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    """Append one record and fsync it (an epoch's record is as durable as the checkpoint written after it)."""
     with path.open("a") as f:
         f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
-def truncate_jsonl(path: Path, keep: int) -> None:
-    """Keep the first ``keep`` records: drops epochs logged after the checkpoint a run resumes from."""
-    records = read_jsonl(path)
-    if len(records) > keep:
+def _parse_jsonl(path: Path) -> tuple[list[dict[str, Any]], bool]:
+    """Records of a JSON-lines file, and whether a torn last line (a write cut short) was dropped. A bad line
+    anywhere else is a :class:`DataError` naming the file and line."""
+    if not path.exists():
+        return [], False
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({e}); delete it or restore it") from None
+    lines = text.splitlines()
+    records: list[dict[str, Any]] = []
+    torn = False
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:
+            if lineno == len(lines):
+                torn = True
+                break
+            raise DataError(f"{path}:{lineno}: invalid JSON record; repair or delete that line") from None
+        records.append(record)
+    return records, torn
+
+
+def truncate_jsonl(path: Path, keep: int, warn: Callable[[str], None] | None = None) -> None:
+    """Keep the first ``keep`` records: drops epochs logged after the checkpoint a run resumes from, and a torn
+    last line (with a warning through ``warn``)."""
+    records, torn = _parse_jsonl(path)
+    if torn and warn is not None:
+        warn(f"warning: {path}: dropped a torn last line (a write was cut short)")
+    if torn or len(records) > keep:
         atomic_write_text("".join(json.dumps(r) + "\n" for r in records[:keep]), path)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The records of a JSON-lines file (a torn last line is left out); a bad line elsewhere is a DataError."""
+    return _parse_jsonl(path)[0]
+
+
+def read_json(path: Path, what: str = "") -> Any:
+    """Parse a JSON file; unreadable or invalid JSON is a one-line :class:`DataError` naming the file."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({e}){what}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: invalid JSON (line {e.lineno}: {e.msg}), corrupt or truncated{what}") from None

@@ -85,7 +85,7 @@ def load_run(run_dir: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any, An
     """Load a run dir's config (with evaluation overrides), task, best model and device."""
     import torch
 
-    from searnn.checkpoint import BEST, CONFIG
+    from searnn.checkpoint import BEST, CONFIG, load_checkpoint, saved_config_values
     from searnn.data.registry import load_task
     from searnn.train import build_model, check_vocabs, resolve_device
 
@@ -94,7 +94,7 @@ def load_run(run_dir: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any, An
         raise SearnnError(f"{path} is not a run directory (no {CONFIG}); pass the --run-dir of a `searnn train`")
     if not (path / BEST).exists():
         raise SearnnError(f"{path} has no {BEST} yet: train at least one epoch first")
-    values = read_yaml(path / CONFIG)
+    values = saved_config_values(path)
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = build_config(values)
     torch.set_num_threads(cfg.train.threads)
@@ -102,7 +102,10 @@ def load_run(run_dir: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any, An
     task = load_task(cfg.train.task, cfg.task)
     check_vocabs(path, task)
     model = build_model(cfg, task).to(device)
-    model.load_state_dict(torch.load(path / BEST, map_location=device, weights_only=False)["model"])
+    try:
+        model.load_state_dict(load_checkpoint(path / BEST, device, what=str(path))["model"])
+    except RuntimeError as e:
+        raise SearnnError(f"{path / BEST}: does not fit the run's model ({str(e).splitlines()[0]})") from None
     model.eval()
     return cfg, task, model, device
 
