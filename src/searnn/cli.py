@@ -36,6 +36,12 @@ def add_config_options(parser: argparse.ArgumentParser, task: str, objective: st
                                metavar=_type_name(typ).upper(), help=help_text)
 
 
+def _divergence_help() -> str:
+    from searnn.divergence import POLICY_HELP
+
+    return POLICY_HELP
+
+
 def parse_train_args(argv: list[str]) -> dict[str, Any]:
     """Two passes: first find --task/--objective/--config, then parse every option of those."""
     pre = argparse.ArgumentParser(add_help=False)
@@ -50,6 +56,7 @@ def parse_train_args(argv: list[str]) -> dict[str, Any]:
         prog="searnn train",
         description="Train a sequence-to-sequence model. Options come from defaults < --config FILE < "
         "command line. Pass --task and --objective before --help to list their options.",
+        epilog=_divergence_help(),
     )
     parser.add_argument("--config", default=None, help="YAML file of options (flat or sectioned)")
     add_config_options(parser, str(task), str(objective))

@@ -22,10 +22,11 @@ import torch
 from searnn.errors import SearnnError
 
 LOSS_FACTOR = 1e6
+_FACTOR_TEXT = f"{LOSS_FACTOR:.0e}".replace("e+0", "e").replace("e+", "e")  # "1e6"
 
 POLICY_HELP = (
     "divergence: training stops with an error naming the epoch and batch when a batch's loss is NaN/inf or "
-    f"above {LOSS_FACTOR:g} x max(1, |loss of the run's first batch|), or when a parameter becomes NaN/inf "
+    f"above {_FACTOR_TEXT} x max(1, |loss of the run's first batch|), or when a parameter becomes NaN/inf "
     "after an optimizer step; no non-finite checkpoint is ever written, and the run can be redone with a "
     "lower --lr in a new --run-dir."
 )
