@@ -461,3 +461,86 @@ def test_report_and_plot_keep_the_grid_row_order(tmp_path, fake_train, capsys):
     rows = [ln.split(" | ")[0] for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")][2:]
     assert rows == ["| zeta", "| alpha"]
     assert report.grid_row_order([out]) == ["zeta", "alpha"]
+
+
+# --------------------------------------------------------------------------------------------- orphans (C7)
+
+DRIVER = r'''
+import sys
+from searnn import experiment
+fake, grid = sys.argv[1], sys.argv[2]
+experiment.train_command = lambda options: [sys.executable, fake, str(options)]
+sys.exit(experiment.main([grid, "--jobs", "1"]))
+'''
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` no longer runs (a zombie waiting for a reaper counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    return any(line.startswith("State:") and "Z" in line.split()[1] for line in status.splitlines())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_kill_9_of_the_driver_takes_its_trainers_along(tmp_path, fake_train):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "HANG").touch()
+    grid = write_grid(tmp_path, GRID.format(out=out).replace("  hidden: 8\n", "  hidden: 7\n"))
+    driver_script = tmp_path / "driver.py"
+    driver_script.write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(driver_script), str(fake_train), str(grid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file = out / "a" / "seed1" / "pid"
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists():
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        trainer = int(pid_file.read_text())
+        assert not _gone(trainer)
+    finally:
+        driver.kill()  # SIGKILL: the driver cannot stop its children itself
+        driver.wait()
+    deadline = time.monotonic() + 20
+    while not _gone(trainer) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not _gone(trainer):
+        os.kill(trainer, signal.SIGKILL)
+        pytest.fail("the trainer outlived its killed driver")
+
+
+def test_a_run_locked_by_a_live_trainer_is_waited_for_not_failed(tmp_path, fake_train):
+    out = tmp_path / "out"
+    grid = experiment.load_grid(write_grid(tmp_path, GRID.format(out=out)))
+    busy = out / "a" / "seed1"
+    release = tmp_path / "release"
+    code = ("import sys, time; from pathlib import Path; from searnn.checkpoint import acquire_lock; "
+            "acquire_lock(Path(sys.argv[1])); print('locked', flush=True)\n"
+            "while not Path(sys.argv[2]).exists(): time.sleep(0.02)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(busy), str(release)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if line.startswith("waiting for a/seed1"):
+            release.touch()  # the other trainer ends once the grid has noticed it
+
+    try:
+        failures = experiment.launch(grid, 2, echo=echo, poll_seconds=0.05)
+    finally:
+        release.touch()
+        holder.wait(30)
+    assert failures == []
+    assert any(f"process {holder.pid}" in ln for ln in lines if ln.startswith("waiting for a/seed1")), lines
+    assert "a/seed1 is free again: resuming it" in lines
+    assert all((r.run_dir / "results.json").exists() for r in grid.runs)
