@@ -379,7 +379,7 @@ def _contend(run_dir: str, barrier, guard, holders, most, wins) -> None:
 
 def test_concurrent_processes_never_hold_the_lock_together(tmp_path):
     ctx = mp.get_context("fork")
-    n_procs, trials = 20, 4
+    n_procs, trials = 20, 8
     for trial in range(trials):
         run_dir = tmp_path / f"run{trial}"
         barrier, guard = ctx.Barrier(n_procs), ctx.Lock()

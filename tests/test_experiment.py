@@ -544,3 +544,32 @@ def test_a_run_locked_by_a_live_trainer_is_waited_for_not_failed(tmp_path, fake_
     assert any(f"process {holder.pid}" in ln for ln in lines if ln.startswith("waiting for a/seed1")), lines
     assert "a/seed1 is free again: resuming it" in lines
     assert all((r.run_dir / "results.json").exists() for r in grid.runs)
+
+
+# --------------------------------------------------------------------------------------------- durable grid files (C5)
+
+
+def test_grid_files_are_written_through_the_atomic_helper(tmp_path, fake_train, monkeypatch, capsys):
+    from searnn import fileio
+
+    written: list[str] = []
+    real = fileio.atomic_write_text
+
+    def spy(text: str, path: Path) -> None:
+        written.append(str(Path(path).relative_to(tmp_path / "out")))
+        real(text, path)
+
+    monkeypatch.setattr(experiment, "atomic_write_text", spy)
+    out = tmp_path / "out"
+    assert cli(["experiment", str(write_grid(tmp_path, GRID.format(out=out)))]) == 0
+    for name in ("grid.yaml", "results.md", "results.json", "a/seed1/options.yaml", "a/seed1/grid_run.json",
+                 "b/seed3/options.yaml", "b/seed3/grid_run.json"):
+        assert name in written, name
+    capsys.readouterr()
+    # a corrupt results.json of one run: a warning naming it, that run left out of the table, no traceback
+    (out / "a" / "seed1" / "results.json").write_text('{"task": "oc')
+    grid = experiment.load_grid(tmp_path / "grid.yaml")
+    experiment.write_results(grid, [])
+    assert f"{out / 'a' / 'seed1' / 'results.json'}: invalid JSON" in capsys.readouterr().err
+    rows = {r["label"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert rows["a"]["n"] == 1 and rows["b"]["n"] == 3
