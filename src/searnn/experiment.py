@@ -49,6 +49,10 @@ flat options; ``grid_run.json`` (grid name, row, seed) lets ``searnn report``/``
 * A run dir holding a run with a *different* configuration (the row's options were edited) is an error
   before anything is launched: rename the row or delete that directory.
 * Failed runs are listed at the end with their log path, and the exit status is 1.
+* Trainers die with the driver: on Linux each child gets SIGTERM (``PR_SET_PDEATHSIG``) when the driver dies,
+  even by SIGKILL; it then saves ``last.pt`` and exits, as after Ctrl-C. A run dir locked by a live trainer
+  that this driver did not start is waited for (one log line), then skipped if that trainer finished it, else
+  resumed; it is never reported as failed for being busy.
 
 ``--dry-run`` validates the grid and prints the plan (each run's status: done / resume / new) without
 launching or writing anything.
