@@ -111,6 +111,15 @@ def test_divergence_guard_threshold_against_a_direct_computation():
     assert issubclass(DivergenceError, TrainingError)
 
 
+def test_parameter_check_names_the_non_finite_tensor():
+    ok = [("a", torch.ones(3)), ("b", torch.full((2, 2), 1e30))]
+    DivergenceGuard.check_parameters(ok, "epoch 1, batch 1", "")
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        named = ok + [("decoder.w", torch.tensor([0.0, bad]))]
+        with pytest.raises(DivergenceError, match=r"epoch 2, batch 5: decoder.w \(lr 1\)"):
+            DivergenceGuard.check_parameters(named, "epoch 2, batch 5", "lr 1")
+
+
 def test_divergence_reference_survives_a_resume(tmp_path):
     first = Trainer(small(tmp_path))
     first.fit()

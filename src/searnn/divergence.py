@@ -67,12 +67,18 @@ class DivergenceGuard:
             )
 
     @staticmethod
-    def check_parameters(params: Iterable[torch.Tensor], where: str, hint: str) -> None:
-        """Call after each optimizer step: every parameter must be finite."""
-        flags = [torch.isfinite(p.detach()).all() for p in params]
-        if flags and not bool(torch.stack(flags).all()):
-            raise DivergenceError(f"non-finite parameters after the optimizer step of {where} ({hint}); the model "
-                                  "diverged: lower the learning rate (a new --run-dir)")
+    def check_parameters(named: Iterable[tuple[str, torch.Tensor]], where: str, hint: str) -> None:
+        """Call after each optimizer step with ``model.named_parameters()``: every parameter must be finite.
+
+        One reduction per tensor and a single sync: NaN or infinity anywhere makes the total non-finite (so
+        does a total above the float range, which only a diverged model reaches); the offending tensors are
+        then named."""
+        named = [(name, p.detach()) for name, p in named]
+        if not named or math.isfinite(float(torch.stack([p.sum() for _, p in named]).sum())):
+            return
+        bad = [name for name, p in named if not bool(torch.isfinite(p).all())] or ["(their sum overflows)"]
+        raise DivergenceError(f"non-finite parameters after the optimizer step of {where}: {', '.join(bad[:3])} "
+                              f"({hint}); the model diverged: lower the learning rate (a new --run-dir)")
 
     def state_dict(self) -> dict[str, float | None]:
         return {"reference": self.reference}

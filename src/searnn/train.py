@@ -222,7 +222,7 @@ class Trainer:
             if t.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
             self.optimizer.step()
-            self.guard.check_parameters(self.model.parameters(), where, hint)
+            self.guard.check_parameters(self.model.named_parameters(), where, hint)
             elapsed = time.perf_counter() - start
             st.epoch_seconds += elapsed
             st.train_seconds += elapsed
