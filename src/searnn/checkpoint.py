@@ -45,7 +45,12 @@ RESUMABLE_CHANGES = {
 
 
 class CheckpointError(SearnnError):
-    """A checkpoint that cannot be read (corrupt, truncated, or holding more than tensors and plain data)."""
+    """A checkpoint that cannot be read (missing, corrupt, truncated, or holding more than tensors and plain
+    data). ``path`` is the file, ``reason`` a short phrase (``truncated or corrupt (EOFError)``)."""
+
+    def __init__(self, message: str, path: Path, reason: str):
+        super().__init__(message)
+        self.path, self.reason = path, reason
 
 
 def check_finite(model_state: dict[str, Any], path: Path) -> None:
@@ -75,29 +80,46 @@ def save_last(obj: dict[str, Any], run_dir: Path) -> None:
     atomic_save(obj, path)
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu", what: str = "checkpoint") -> dict[str, Any]:
-    """Read a checkpoint written by searnn, safely: ``torch.load(weights_only=True)`` never runs code from the
-    file, and anything but a dict of tensors and plain data is refused with a one-line :class:`CheckpointError`
-    naming the file (``what`` says which option or file it came from, e.g. ``--warm-start``)."""
-    path = Path(path)
+def _first_sentence(text: str, limit: int = 120) -> str:
+    first = (text.strip().splitlines() or [""])[0]
+    first = first.split(". ")[0].rstrip(".")
+    return first[:limit]
+
+
+def _unreadable(path: Path, device: torch.device | str) -> tuple[dict[str, Any] | None, str, bool]:
+    """``(data, "", False)`` for a good checkpoint, else ``(None, reason, refused)`` where ``refused`` says that
+    the weights-only unpickler refused what the file holds (a foreign or crafted file, or garbage)."""
     if not path.is_file():
-        raise CheckpointError(f"{what}: no checkpoint at {path}" if what else f"no checkpoint at {path}")
+        return None, "missing", False
     try:
         data = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as e:
-        detail = str(e).split("WeightsUnpickler error:")[-1].strip().splitlines()
-        reason = detail[0][:160] if detail else "unreadable"
-        raise CheckpointError(
-            f"{what}: refused to load {path}: not a plain searnn checkpoint ({reason}); it is corrupt or holds "
-            "objects that could run code when loaded; delete it (or retrain) rather than loading it"
-        ) from None
+        detail = _first_sentence(str(e).split("WeightsUnpickler error:")[-1])
+        return None, f"not a plain searnn checkpoint: {detail or 'unreadable'}", True
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise CheckpointError(f"{what}: cannot read {path}: truncated or corrupt ({first}); delete it or "
-                              "retrain") from None
+        return None, f"truncated or corrupt ({_first_sentence(str(e)) or type(e).__name__})", False
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
-        raise CheckpointError(f"{what}: {path} is not a searnn checkpoint (no model state); delete it or retrain")
-    return data
+        return None, "not a searnn checkpoint (no model state)", False
+    return data, "", False
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu", what: str = "checkpoint") -> dict[str, Any]:
+    """Read a checkpoint written by searnn, safely: ``torch.load(weights_only=True)`` never runs code from the
+    file, and anything but a dict of tensors and plain data is refused with a one-line :class:`CheckpointError`
+    naming the file (``what`` prefixes the message: the option or command it came from, e.g. ``--warm-start``)."""
+    path = Path(path)
+    data, reason, refused = _unreadable(path, device)
+    if data is not None:
+        return data
+    prefix = f"{what}: " if what else ""
+    if reason == "missing":
+        raise CheckpointError(f"{prefix}no checkpoint at {path}", path, reason)
+    if refused:
+        message = (f"{prefix}refused to load {path} ({reason}): it is corrupt, or holds objects that could run "
+                   "code when loaded; delete it or retrain, do not load it otherwise")
+    else:
+        message = f"{prefix}cannot read {path}: {reason}; delete it or retrain"
+    raise CheckpointError(message, path, reason)
 
 
 def load_last(run_dir: Path, device: torch.device | str, warn: Callable[[str], None]) -> dict[str, Any]:
@@ -107,15 +129,19 @@ def load_last(run_dir: Path, device: torch.device | str, warn: Callable[[str], N
     try:
         return load_checkpoint(last, device, what="resume")
     except CheckpointError as e:
-        if not prev.is_file():
-            raise CheckpointError(f"{e}; no {LAST_PREV} to fall back to: delete {run_dir} to start over") from None
-        try:
-            data = load_checkpoint(prev, device, what="resume")
-        except CheckpointError as e2:
-            raise CheckpointError(f"{e}; the fallback is unreadable too ({e2}); delete {run_dir} to start "
-                                  "over") from None
-        warn(f"warning: {e}; resuming from the previous checkpoint {prev} instead")
-        return data
+        first = e
+    try:
+        data = load_checkpoint(prev, device, what="resume")
+    except CheckpointError as e:
+        verb = "refused to load" if "refused to load" in str(first) else "cannot read"
+        if e.reason == "missing":
+            rest = f"no {LAST_PREV} to fall back to"
+        else:
+            rest = f"its fallback {prev} is unreadable too ({e.reason})"
+        raise CheckpointError(f"cannot resume {run_dir}: {verb} {last} ({first.reason}); {rest}; delete {run_dir} "
+                              "to start over", last, first.reason) from None
+    warn(f"warning: {last} is unreadable ({first.reason}); resuming from the previous checkpoint {prev}")
+    return data
 
 
 def has_checkpoint(run_dir: Path) -> bool:
