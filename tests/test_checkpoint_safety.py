@@ -386,7 +386,11 @@ def _contend(run_dir: str, barrier, guard, holders, most, wins) -> None:
     release_lock(lock)
 
 
-def test_concurrent_processes_never_hold_the_lock_together(tmp_path):
+def test_concurrent_processes_never_hold_the_lock_together(tmp_path, monkeypatch):
+    """Losers retry for a while, so locks are also taken right after a release (the unlinked-file race)."""
+    from searnn import runlock
+
+    monkeypatch.setattr(runlock, "_BUSY_RETRY_SECONDS", 0.3)  # inherited by the forked processes
     ctx = mp.get_context("fork")
     n_procs, trials = 20, 8
     for trial in range(trials):

@@ -40,7 +40,7 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
     parent = os.getpid()
 
     def preexec() -> None:
-        prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
+        prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(int(sig)), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
         if os.getppid() != parent:  # the parent died before the request was made
             os.kill(os.getpid(), sig)
 
