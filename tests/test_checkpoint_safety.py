@@ -129,6 +129,13 @@ def test_divergence_reference_survives_a_resume(tmp_path):
     assert resumed.resuming and resumed.guard.reference == first.guard.reference
 
 
+def test_the_divergence_policy_is_in_train_help(capsys):
+    with pytest.raises(SystemExit):
+        cli(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "divergence: training stops" in text and "1e6 x max(1, |loss of the run's first batch|)" in text
+
+
 def test_the_save_helper_refuses_a_non_finite_model(tmp_path):
     path = tmp_path / "x.pt"
     for bad in (float("nan"), float("inf")):
