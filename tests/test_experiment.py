@@ -573,3 +573,18 @@ def test_grid_files_are_written_through_the_atomic_helper(tmp_path, fake_train, 
     assert f"{out / 'a' / 'seed1' / 'results.json'}: invalid JSON" in capsys.readouterr().err
     rows = {r["label"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
     assert rows["a"]["n"] == 1 and rows["b"]["n"] == 3
+
+
+def test_dry_run_shows_runs_being_trained_by_another_process(tmp_path, capsys):
+    from searnn.checkpoint import acquire_lock, release_lock
+
+    out = tmp_path / "out"
+    path = write_grid(tmp_path, GRID.format(out=out))
+    lock = acquire_lock(out / "b" / "seed2")  # this process plays the other trainer
+    try:
+        assert cli(["experiment", str(path), "--dry-run"]) == 0
+    finally:
+        release_lock(lock)
+    lines = capsys.readouterr().out.splitlines()
+    busy = [ln for ln in lines if "being trained by process" in ln]
+    assert len(busy) == 1 and "b/seed2" in busy[0] and f"process {os.getpid()}" in busy[0]

@@ -562,9 +562,13 @@ def print_plan(grid: Grid) -> None:
     counts = {s: sum(r.status == s for r in grid.runs) for s in ("done", "resume", "new")}
     print(f"grid {grid.name} ({grid.path}): {len(grid.rows)} rows, {len(grid.runs)} runs "
           f"({counts['done']} done, {counts['resume']} to resume, {counts['new']} new), out {grid.out}")
+    from searnn.checkpoint import lock_holder
+
     width = max(len(r.label) for r in grid.runs)
     for r in grid.runs:
-        print(f"  {r.label:{width}s}  {r.status:6s}  {r.run_dir}")
+        holder = lock_holder(r.run_dir) if r.status != "done" else None
+        busy = f"  (being trained by process {holder or '?'}: waited for)" if holder is not None else ""
+        print(f"  {r.label:{width}s}  {r.status:6s}  {r.run_dir}{busy}")
     todo = [r for r in grid.runs if r.status != "done"]
     if todo:
         example = todo[0]
