@@ -461,3 +461,130 @@ def test_report_and_plot_keep_the_grid_row_order(tmp_path, fake_train, capsys):
     rows = [ln.split(" | ")[0] for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")][2:]
     assert rows == ["| zeta", "| alpha"]
     assert report.grid_row_order([out]) == ["zeta", "alpha"]
+
+
+# --------------------------------------------------------------------------------------------- orphans (C7)
+
+DRIVER = r'''
+import sys
+from searnn import experiment
+fake, grid = sys.argv[1], sys.argv[2]
+experiment.train_command = lambda options: [sys.executable, fake, str(options)]
+sys.exit(experiment.main([grid, "--jobs", "1"]))
+'''
+
+
+def _gone(pid: int) -> bool:
+    """Whether ``pid`` no longer runs (a zombie waiting for a reaper counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+    return any(line.startswith("State:") and "Z" in line.split()[1] for line in status.splitlines())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux only")
+def test_kill_9_of_the_driver_takes_its_trainers_along(tmp_path, fake_train):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "HANG").touch()
+    grid = write_grid(tmp_path, GRID.format(out=out).replace("  hidden: 8\n", "  hidden: 7\n"))
+    driver_script = tmp_path / "driver.py"
+    driver_script.write_text(DRIVER)
+    driver = subprocess.Popen([sys.executable, str(driver_script), str(fake_train), str(grid)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pid_file = out / "a" / "seed1" / "pid"
+    try:
+        deadline = time.monotonic() + 60
+        while not pid_file.exists():
+            assert driver.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        trainer = int(pid_file.read_text())
+        assert not _gone(trainer)
+    finally:
+        driver.kill()  # SIGKILL: the driver cannot stop its children itself
+        driver.wait()
+    deadline = time.monotonic() + 20
+    while not _gone(trainer) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not _gone(trainer):
+        os.kill(trainer, signal.SIGKILL)
+        pytest.fail("the trainer outlived its killed driver")
+
+
+def test_a_run_locked_by_a_live_trainer_is_waited_for_not_failed(tmp_path, fake_train):
+    out = tmp_path / "out"
+    grid = experiment.load_grid(write_grid(tmp_path, GRID.format(out=out)))
+    busy = out / "a" / "seed1"
+    release = tmp_path / "release"
+    code = ("import sys, time; from pathlib import Path; from searnn.checkpoint import acquire_lock; "
+            "acquire_lock(Path(sys.argv[1])); print('locked', flush=True)\n"
+            "while not Path(sys.argv[2]).exists(): time.sleep(0.02)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(busy), str(release)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    lines: list[str] = []
+
+    def echo(line: str) -> None:
+        lines.append(line)
+        if line.startswith("waiting for a/seed1"):
+            release.touch()  # the other trainer ends once the grid has noticed it
+
+    try:
+        failures = experiment.launch(grid, 2, echo=echo, poll_seconds=0.05)
+    finally:
+        release.touch()
+        holder.wait(30)
+    assert failures == []
+    assert any(f"process {holder.pid}" in ln for ln in lines if ln.startswith("waiting for a/seed1")), lines
+    assert "a/seed1 is free again: resuming it" in lines
+    assert all((r.run_dir / "results.json").exists() for r in grid.runs)
+
+
+# --------------------------------------------------------------------------------------------- durable grid files (C5)
+
+
+def test_grid_files_are_written_through_the_atomic_helper(tmp_path, fake_train, monkeypatch, capsys):
+    from searnn import fileio
+
+    written: list[str] = []
+    real = fileio.atomic_write_text
+
+    def spy(text: str, path: Path) -> None:
+        written.append(str(Path(path).relative_to(tmp_path / "out")))
+        real(text, path)
+
+    monkeypatch.setattr(experiment, "atomic_write_text", spy)
+    out = tmp_path / "out"
+    assert cli(["experiment", str(write_grid(tmp_path, GRID.format(out=out)))]) == 0
+    for name in ("grid.yaml", "results.md", "results.json", "a/seed1/options.yaml", "a/seed1/grid_run.json",
+                 "b/seed3/options.yaml", "b/seed3/grid_run.json"):
+        assert name in written, name
+    capsys.readouterr()
+    # a corrupt results.json of one run: a warning naming it, that run left out of the table, no traceback
+    (out / "a" / "seed1" / "results.json").write_text('{"task": "oc')
+    grid = experiment.load_grid(tmp_path / "grid.yaml")
+    experiment.write_results(grid, [])
+    assert f"{out / 'a' / 'seed1' / 'results.json'}: invalid JSON" in capsys.readouterr().err
+    rows = {r["label"]: r for r in json.loads((out / "results.json").read_text())["rows"]}
+    assert rows["a"]["n"] == 1 and rows["b"]["n"] == 3
+
+
+def test_dry_run_shows_runs_being_trained_by_another_process(tmp_path, capsys):
+    from searnn.checkpoint import acquire_lock, release_lock
+
+    out = tmp_path / "out"
+    path = write_grid(tmp_path, GRID.format(out=out))
+    lock = acquire_lock(out / "b" / "seed2")  # this process plays the other trainer
+    try:
+        assert cli(["experiment", str(path), "--dry-run"]) == 0
+    finally:
+        release_lock(lock)
+    lines = capsys.readouterr().out.splitlines()
+    busy = [ln for ln in lines if "being trained by process" in ln]
+    assert len(busy) == 1 and "b/seed2" in busy[0] and f"process {os.getpid()}" in busy[0]

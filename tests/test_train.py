@@ -120,16 +120,19 @@ def test_run_dir_lock_refuses_a_second_trainer_and_takes_over_stale_locks(tmp_pa
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    # a live process (a sleeping child) holds the lock: refused with a clear error, nothing written
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # a live process holds the lock (flock on train.lock): refused with a clear error, nothing written
+    code = ("import sys, time; from pathlib import Path; from searnn.checkpoint import acquire_lock; "
+            "acquire_lock(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(run_dir)], stdout=subprocess.PIPE, text=True)
     try:
-        (run_dir / LOCK).write_text(str(holder.pid))
+        assert holder.stdout.readline().strip() == "locked"
+        assert (run_dir / LOCK).read_text() == str(holder.pid)
         with pytest.raises(SearnnError, match=f"being trained by process {holder.pid}"):
             run(small(tmp_path))
         assert not (run_dir / "config.yaml").exists()
     finally:
         holder.kill()
         holder.wait()
-    # the holder is gone: its lock is stale, the run takes it over and releases it at the end
+    # the holder was killed (SIGKILL: its lock file stays): the lock is free, the run takes it and removes it
     results = run(small(tmp_path))
     assert results["epochs"] == 2 and not (run_dir / LOCK).exists()

@@ -82,6 +82,12 @@ def unknown_train_option(arg: str, parser: argparse.ArgumentParser, task: str, o
     return UsageError(str(unknown_key(key, valid, as_flags=True, owner=option_owner(key, task, objective))))
 
 
+def _divergence_help() -> str:
+    from searnn.divergence import POLICY_HELP
+
+    return POLICY_HELP
+
+
 def parse_train_args(argv: list[str]) -> dict[str, Any]:
     """Two passes: first find --task/--objective/--config, then parse every option of those."""
     pre = CliParser(prog="searnn train", add_help=False)
@@ -96,6 +102,7 @@ def parse_train_args(argv: list[str]) -> dict[str, Any]:
         prog="searnn train",
         description="Train a sequence-to-sequence model. Options come from defaults < --config FILE < "
         "command line. Pass --task and --objective before --help to list their options.",
+        epilog=_divergence_help(),
     )
     parser.add_argument("--config", default=None, help="YAML file of options (flat or sectioned)")
     add_config_options(parser, task, objective)
@@ -131,7 +138,7 @@ def load_run(run_dir: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any, An
     """Load a run dir's config (with evaluation overrides), task, best model and device."""
     import torch
 
-    from searnn.checkpoint import BEST, CONFIG
+    from searnn.checkpoint import BEST, CONFIG, load_checkpoint, saved_config_values
     from searnn.data.registry import load_task
     from searnn.train import build_model, check_vocabs, resolve_device
 
@@ -140,7 +147,7 @@ def load_run(run_dir: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any, An
         raise SearnnError(f"{path} is not a run directory (no {CONFIG}); pass the --run-dir of a `searnn train`")
     if not (path / BEST).exists():
         raise SearnnError(f"{path} has no {BEST} yet: train at least one epoch first")
-    values = read_yaml(path / CONFIG)
+    values = saved_config_values(path)
     values.update({k: v for k, v in overrides.items() if v is not None})
     cfg = build_config(values)
     torch.set_num_threads(cfg.train.threads)
@@ -148,7 +155,10 @@ def load_run(run_dir: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any, An
     task = load_task(cfg.train.task, cfg.task)
     check_vocabs(path, task)
     model = build_model(cfg, task).to(device)
-    model.load_state_dict(torch.load(path / BEST, map_location=device, weights_only=False)["model"])
+    try:
+        model.load_state_dict(load_checkpoint(path / BEST, device, what=str(path))["model"])
+    except RuntimeError as e:
+        raise SearnnError(f"{path / BEST}: does not fit the run's model ({str(e).splitlines()[0]})") from None
     model.eval()
     return cfg, task, model, device
 

@@ -49,6 +49,10 @@ flat options; ``grid_run.json`` (grid name, row, seed) lets ``searnn report``/``
 * A run dir holding a run with a *different* configuration (the row's options were edited) is an error
   before anything is launched: rename the row or delete that directory.
 * Failed runs are listed at the end with their log path, and the exit status is 1.
+* Trainers die with the driver: on Linux each child gets SIGTERM (``PR_SET_PDEATHSIG``) when the driver dies,
+  even by SIGKILL; it then saves ``last.pt`` and exits, as after Ctrl-C. A run dir locked by a live trainer
+  that this driver did not start is waited for (one log line), then skipped if that trainer finished it, else
+  resumed; it is never reported as failed for being busy.
 
 ``--dry-run`` validates the grid and prints the plan (each run's status: done / resume / new) without
 launching or writing anything.
@@ -83,9 +87,11 @@ from typing import IO, Any
 import yaml
 
 from searnn import report
+from searnn.children import die_with_parent
 from searnn.cliparse import CliParser
-from searnn.config import SECTIONS, RunConfig, build_config, load_run_config, read_text_file, read_yaml, yaml_error
-from searnn.errors import ConfigError, SearnnError
+from searnn.config import SECTIONS, RunConfig, build_config, read_text_file, read_yaml, yaml_error
+from searnn.errors import ConfigError, DataError, SearnnError
+from searnn.fileio import atomic_write_text
 
 TOP_KEYS = ("name", "description", "out", "jobs", "seeds", "base", "runs")
 ROW_KEYS = ("name", "seeds", "config")
@@ -305,7 +311,7 @@ def run_status(run: PlannedRun) -> str:
     configuration (``config.yaml``, else the ``config`` of ``results.json``) must equal the planned one up to
     the options a resumed run may change (:data:`searnn.checkpoint.RESUMABLE_CHANGES`).
     """
-    from searnn.checkpoint import config_differences
+    from searnn.checkpoint import config_differences, load_saved_config
 
     cfg_path = run.run_dir / "config.yaml"
     results_path = run.run_dir / report.RESULTS
@@ -319,7 +325,7 @@ def run_status(run: PlannedRun) -> str:
     saved: RunConfig | None = None
     try:
         if cfg_path.exists():
-            saved = load_run_config(cfg_path)
+            saved = load_saved_config(run.run_dir)
         elif results is not None and isinstance(results.get("config"), dict):
             saved = build_config(_flat_sections(results["config"]))
     except SearnnError as e:
@@ -353,11 +359,14 @@ class Failure:
 
 def _prepare(grid: Grid, run: PlannedRun) -> Path:
     """Write the run's ``options.yaml`` and ``grid_run.json``; returns the options file."""
-    run.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SearnnError(f"cannot create the run directory {run.run_dir} ({e.strerror or e})") from None
     options_file = run.run_dir / OPTIONS_FILE
-    options_file.write_text(yaml.safe_dump(run.options, sort_keys=False))
+    atomic_write_text(yaml.safe_dump(run.options, sort_keys=False), options_file)
     marker = {"grid": grid.name, "grid_file": str(grid.path), "row": run.row, "seed": run.seed}
-    (run.run_dir / report.RUN_MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    atomic_write_text(json.dumps(marker, indent=2) + "\n", run.run_dir / report.RUN_MARKER)
     return options_file
 
 
@@ -420,9 +429,17 @@ def launch(
 ) -> list[Failure]:
     """Run every planned run that is not done, ``jobs`` at a time; returns the failures.
 
-    ``command(options_file)`` gives a run's command line (default :func:`train_command`).
+    ``command(options_file)`` gives a run's command line (default :func:`train_command`). Children die with
+    this process (:func:`searnn.children.die_with_parent`: SIGTERM when the driver dies, even by SIGKILL), and
+    Ctrl-C / SIGTERM of the driver stops them cleanly (:func:`_stop`). A run whose directory is locked by a
+    live trainer this grid did not start (say, one left by a driver killed on a platform without
+    ``PR_SET_PDEATHSIG``) is not failed: it waits, with a log line, until that trainer ends, then is skipped
+    if that trainer finished it, else resumed.
     """
+    from searnn.checkpoint import LOCK, lock_holder
+
     command = command or train_command
+    preexec = die_with_parent()
     todo = [r for r in grid.runs if r.status != "done"]
     done = len(grid.runs) - len(todo)
     if done:
@@ -430,12 +447,19 @@ def launch(
     failures: list[Failure] = []
     active: dict[subprocess.Popen, tuple[PlannedRun, float, IO[str]]] = {}
     queue = list(todo)
+    waiting: list[PlannedRun] = []  # locked by a trainer that this grid did not start
     finished = 0
     env = dict(os.environ)
     try:
-        while queue or active:
+        while queue or active or waiting:
             while queue and len(active) < jobs:
                 run = queue.pop(0)
+                holder = lock_holder(run.run_dir)
+                if holder is not None:
+                    waiting.append(run)
+                    echo(f"waiting for {run.label}: process {holder or '?'} (not started by this grid) is "
+                         f"training it (lock {run.run_dir / LOCK}); it is taken up again when that process ends")
+                    continue
                 options_file = _prepare(grid, run)
                 log_path = run.run_dir / LOG_FILE
                 log = log_path.open("a")
@@ -445,11 +469,21 @@ def launch(
                 threads = str(run.config.train.threads)
                 child_env = {**env, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
                 proc = subprocess.Popen(command(options_file), stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=child_env, start_new_session=True)
+                                        stdin=subprocess.DEVNULL, env=child_env, start_new_session=True,
+                                        preexec_fn=preexec)
                 active[proc] = (run, time.monotonic(), log)
                 verb = "resuming" if run.status == "resume" else "starting"
                 echo(f"[{done + finished + len(active)}/{len(grid.runs)}] {verb} {run.label}  (log: {log_path})")
             time.sleep(poll_seconds)
+            for run in [r for r in waiting if lock_holder(r.run_dir) is None]:
+                waiting.remove(run)
+                run.status = run_status(run)
+                if run.status == "done":
+                    finished += 1
+                    echo(f"finished {run.label} (by the other process){_summary(run)}")
+                else:
+                    echo(f"{run.label} is free again: resuming it")
+                    queue.insert(0, run)
             for proc in [p for p in active if p.poll() is not None]:
                 run, start, log = active.pop(proc)
                 log.close()
@@ -483,8 +517,14 @@ def collect(grid: Grid) -> list[report.Group]:
     """The grid's table lines: one per row (grid order), over the seeds that finished."""
     groups: list[report.Group] = []
     for row in grid.rows:
-        runs = [report.load_result(r.run_dir) for r in grid.runs
-                if r.row == row and (r.run_dir / report.RESULTS).exists()]
+        runs: list[report.RunResult] = []
+        for planned in grid.runs:
+            if planned.row == row and (planned.run_dir / report.RESULTS).exists():
+                try:
+                    runs.append(report.load_result(planned.run_dir))
+                except DataError as e:  # a corrupt results.json: left out of the table (rerun to rewrite it)
+                    print(f"warning: {e}; {planned.label} left out (run the grid again to rewrite it)",
+                          file=sys.stderr)
         for r in runs:
             r.row = row
         found = report.group_runs(runs, "row") if runs else []
@@ -507,13 +547,13 @@ def write_results(grid: Grid, failures: list[Failure]) -> str:
     if missing:
         text += f"\nMissing ({len(missing)}): " + ", ".join(r.label for r in missing) + "\n"
     grid.out.mkdir(parents=True, exist_ok=True)
-    (grid.out / "results.md").write_text(text)
+    atomic_write_text(text, grid.out / "results.md")
     data = report.report_json(
         groups, "row", name=grid.name, grid_file=str(grid.path), out=str(grid.out),
         missing=[str(r.run_dir) for r in missing],
         failed=[{"run_dir": str(f.run.run_dir), "reason": f.reason, "log": str(f.log)} for f in failures],
     )
-    (grid.out / "results.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    atomic_write_text(json.dumps(data, indent=2, default=str) + "\n", grid.out / "results.json")
     return text
 
 
@@ -549,11 +589,15 @@ def print_plan(grid: Grid) -> None:
     counts = {s: sum(r.status == s for r in grid.runs) for s in ("done", "resume", "new")}
     print(f"grid {grid.name} ({grid.path}): {len(grid.rows)} rows, {len(grid.runs)} runs "
           f"({counts['done']} done, {counts['resume']} to resume, {counts['new']} new), out {grid.out}")
+    from searnn.checkpoint import lock_holder
+
     width = max(len(r.label) for r in grid.runs)
     notes, missing = warm_start_notes(grid)
     for r in grid.runs:
         note = f"  ({notes[r.label]})" if r.label in notes else ""
-        print(f"  {r.label:{width}s}  {r.status:6s}  {r.run_dir}{note}")
+        holder = lock_holder(r.run_dir) if r.status != "done" else None
+        busy = f"  (being trained by process {holder or '?'}: waited for)" if holder is not None else ""
+        print(f"  {r.label:{width}s}  {r.status:6s}  {r.run_dir}{note}{busy}")
     for problem in missing:
         print(f"  problem: {problem}")
     todo = [r for r in grid.runs if r.status != "done"]
@@ -586,8 +630,11 @@ def main(argv: list[str]) -> int:
     missing = warm_start_notes(grid)[1]
     if missing:
         raise ConfigError(missing[0] + (f" (and {len(missing) - 1} more runs)" if len(missing) > 1 else ""))
-    grid.out.mkdir(parents=True, exist_ok=True)
-    (grid.out / "grid.yaml").write_text(grid.text)
+    try:
+        grid.out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SearnnError(f"cannot create the grid's out directory {grid.out} ({e.strerror or e}); use --out") from None
+    atomic_write_text(grid.text, grid.out / "grid.yaml")
     with _sigterm_as_interrupt():
         failures = launch(grid, grid.jobs)
     print()

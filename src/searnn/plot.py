@@ -72,7 +72,7 @@ def load_curve(run_dir: str | Path) -> Curve:
     metric = ""
     try:
         lines = path.read_text().splitlines()
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
@@ -80,9 +80,9 @@ def load_curve(run_dir: str | Path) -> Curve:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError:
-            raise DataError(f"{path}:{lineno}: invalid JSON") from None
-        keys = [k for k in rec if k.startswith("valid_")]
-        if "epoch" not in rec or not keys:
+            raise DataError(f"{path}:{lineno}: invalid JSON (a corrupt or torn line); repair or delete it") from None
+        keys = [k for k in rec if k.startswith("valid_")] if isinstance(rec, dict) else []
+        if not isinstance(rec, dict) or not isinstance(rec.get("epoch"), int) or not keys:
             raise DataError(f"{path}:{lineno}: expected an epoch record with `epoch` and `valid_<metric>`")
         metric = metric or keys[0][len("valid_"):]
         records[int(rec["epoch"])] = rec
@@ -90,8 +90,11 @@ def load_curve(run_dir: str | Path) -> Curve:
         raise DataError(f"{path}: no epoch logged yet")
     task, objective = _run_info(run_dir)
     epochs = sorted(records)
-    values = [float(records[e].get(f"valid_{metric}", math.nan)) for e in epochs]
-    seconds = [float(records[e].get("train_seconds", math.nan)) for e in epochs]
+    try:
+        values = [float(records[e].get(f"valid_{metric}", math.nan)) for e in epochs]
+        seconds = [float(records[e].get("train_seconds", math.nan)) for e in epochs]
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: a `valid_{metric}` or `train_seconds` value is not a number") from None
     return Curve(run_dir, report.row_label(run_dir), task, objective, metric,
                  LOWER_IS_BETTER.get(metric, False), epochs, values, seconds)
 

@@ -463,12 +463,17 @@ def unfinished_runs(paths: Sequence[str | Path]) -> list[Path]:
 
 def write_output(path: str | Path, markdown: str, data: dict[str, Any]) -> Path:
     """Write ``data`` as JSON when ``path`` ends in ``.json``, else the markdown text."""
+    from searnn.fileio import atomic_write_text
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"--out {out}: cannot create its directory ({e.strerror or e})") from None
     if out.suffix.lower() == ".json":
-        out.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        atomic_write_text(json.dumps(data, indent=2, default=str) + "\n", out)
     else:
-        out.write_text(markdown + "\n")
+        atomic_write_text(markdown + "\n", out)
     return out
 
 

@@ -28,14 +28,12 @@ from searnn.config import RunConfig
 from searnn.data.batch import make_batches
 from searnn.data.registry import load_task
 from searnn.data.task import TaskData
+from searnn.divergence import DivergenceGuard
+from searnn.divergence import TrainingError as TrainingError  # re-exported (it used to live here)
 from searnn.errors import SearnnError
 from searnn.evaluate import evaluate
 from searnn.models import Seq2Seq
 from searnn.objectives import OBJECTIVES
-
-
-class TrainingError(SearnnError):
-    """Training cannot go on (non-finite loss, ...)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -68,7 +66,7 @@ def check_vocabs(run_dir: Path, task: TaskData) -> None:
     path = run_dir / "vocab.json"
     if not path.exists():
         return
-    saved = json.loads(path.read_text())
+    saved = ckpt.read_json(path, what="; delete it and run again to rewrite it from the data")
     now = {"tgt": task.tgt_vocab.to_json(), "src": [v.to_json() for v in task.src_vocabs]}
     if saved != now:
         raise SearnnError(f"{run_dir}: the data gives different vocabularies than the saved model's")
@@ -163,14 +161,17 @@ class Trainer:
         self.optimizer = make_optimizer(cfg, self.model)
         self.plateau = Plateau(self.optimizer, t.lr_decay, t.lr_patience, t.min_lr)
         self.state = LoopState()
-        if self.resuming:
+        self.guard = DivergenceGuard()
+        self.finished: dict[str, Any] | None = ckpt.finished_results(cfg, log) if self.resuming else None
+        if self.resuming and self.finished is None:
             self.load_last()
         elif t.warm_start:
             self.warm_start(Path(t.warm_start))
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_last(self) -> None:
-        ckpt.atomic_save(
+        """Write ``last.pt`` (the previous one is kept as ``last.prev.pt``); tensors and plain data only."""
+        ckpt.save_last(
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
@@ -178,27 +179,36 @@ class Trainer:
                 "state": asdict(self.state),
                 "rng": ckpt.rng_state(),
                 "objective": getattr(self.objective, "state_dict", dict)(),
+                "divergence": self.guard.state_dict(),
             },
-            self.run_dir / ckpt.LAST,
+            self.run_dir,
         )
 
     def load_last(self) -> None:
-        data = torch.load(self.run_dir / ckpt.LAST, map_location=self.device, weights_only=False)
+        """Resume from ``last.pt`` (or ``last.prev.pt`` when ``last.pt`` is unreadable, with a warning)."""
+        data = ckpt.load_last(self.run_dir, self.device, log)
+        try:
+            self._restore(data)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            first = (str(e).splitlines() or [""])[0][:160]
+            raise SearnnError(f"{self.run_dir / ckpt.LAST}: does not fit this run ({type(e).__name__}: {first}); "
+                              f"delete {self.run_dir} to start over") from None
+        log(f"resuming {self.run_dir} at epoch {self.state.epoch + 1}, batch {self.state.batch}")
+
+    def _restore(self, data: dict[str, Any]) -> None:
         self.model.load_state_dict(data["model"])
         self.optimizer.load_state_dict(data["optimizer"])
         self.plateau.load_state_dict(data["plateau"])
         self.state = LoopState(**data["state"])
         ckpt.set_rng_state(data["rng"])
-        ckpt.truncate_jsonl(self.run_dir / ckpt.METRICS_LOG, self.state.epoch)
+        self.guard.load_state_dict(data.get("divergence", {}))
+        ckpt.truncate_jsonl(self.run_dir / ckpt.METRICS_LOG, self.state.epoch, warn=log)
         if hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(data.get("objective", {}))
-        log(f"resuming {self.run_dir} at epoch {self.state.epoch + 1}, batch {self.state.batch}")
 
     def warm_start(self, source: Path) -> None:
         path = source / ckpt.BEST if source.is_dir() else source
-        if not path.exists():
-            raise SearnnError(f"--warm-start {source}: no checkpoint at {path}")
-        data = torch.load(path, map_location=self.device, weights_only=False)
+        data = ckpt.load_checkpoint(path, self.device, what=f"--warm-start {source}")
         try:
             self.model.load_state_dict(data["model"])
         except RuntimeError as e:
@@ -218,17 +228,15 @@ class Trainer:
             start = time.perf_counter()
             batch = batches[i].to(self.device)
             out = self.objective(self.model, batch)
-            if not torch.isfinite(out.loss):
-                raise TrainingError(
-                    f"non-finite loss ({out.loss.item()}) at epoch {epoch + 1}, batch {i + 1} "
-                    f"(objective {t.objective}, lr {self.optimizer.param_groups[0]['lr']:g}); "
-                    "lower the learning rate, or check the data"
-                )
+            where = f"epoch {epoch + 1}, batch {i + 1}"
+            hint = f"objective {t.objective}, lr {self.optimizer.param_groups[0]['lr']:g}"
+            self.guard.check_loss(float(out.loss.item()), where, hint)  # see searnn.divergence
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if t.clip_norm > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
             self.optimizer.step()
+            self.guard.check_parameters(self.model.named_parameters(), where, hint)
             elapsed = time.perf_counter() - start
             st.epoch_seconds += elapsed
             st.train_seconds += elapsed
@@ -297,10 +305,9 @@ class Trainer:
 
     def fit(self) -> dict[str, Any]:
         t, st = self.cfg.train, self.state
-        results_path = self.run_dir / ckpt.RESULTS
-        if results_path.exists() and (st.epoch >= t.epochs or st.stopped):
-            log(f"{self.run_dir}: already finished; results in {results_path}")
-            return json.loads(results_path.read_text())
+        if self.finished is not None:
+            log(already_finished(self.run_dir, self.finished))
+            return self.finished
         log(f"task {t.task} ({len(self.task.train)} train / {len(self.task.valid)} valid / "
             f"{len(self.task.test)} test), objective {t.objective}, {self.model.num_parameters():,} "
             f"parameters, device {self.device}")
@@ -327,7 +334,7 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         """Load the best checkpoint, evaluate it on validation and (once) on test, write results.json."""
         t, task = self.cfg.train, self.task
-        best = torch.load(self.run_dir / ckpt.BEST, map_location=self.device, weights_only=False)
+        best = ckpt.load_checkpoint(self.run_dir / ckpt.BEST, self.device, what="results")
         self.model.load_state_dict(best["model"])
         valid = evaluate(self.model, task, "valid", t, self.device)
         test = evaluate(self.model, task, "test", t, self.device)
@@ -370,13 +377,23 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
+def already_finished(run_dir: Path, results: dict[str, Any]) -> str:
+    """The one line printed when a finished run is run again."""
+    return f"{run_dir}: already finished ({results.get('epochs')} epochs); results in {run_dir / ckpt.RESULTS}"
+
+
 def run(cfg: RunConfig) -> dict[str, Any]:
     """Train (or resume) the run described by ``cfg``; returns the results dict. The run directory is locked
-    for the duration (:func:`searnn.checkpoint.acquire_lock`)."""
+    for the duration (:func:`searnn.checkpoint.acquire_lock`). A finished run loads nothing but its
+    ``config.yaml`` and ``results.json``."""
     if not cfg.train.run_dir:
         raise SearnnError("--run-dir is required")
     lock = ckpt.acquire_lock(Path(cfg.train.run_dir))
     try:
+        finished = ckpt.finished_results(cfg, log)
+        if finished is not None:
+            log(already_finished(Path(cfg.train.run_dir), finished))
+            return finished
         return Trainer(cfg).fit()
     finally:
         ckpt.release_lock(lock)
