@@ -1,4 +1,4 @@
-"""Text chunking (CoNLL-2000), SEARNN.md section 4.3.
+"""Text chunking (CoNLL-2000), docs/METHODS.md §6.3.
 
 Data: ``train.txt[.gz]`` and ``test.txt[.gz]``, one token per line ``word POS chunk-tag`` (exactly three
 whitespace-separated fields), sentences separated by blank lines. The shipped copy (``data/conll2000``) has

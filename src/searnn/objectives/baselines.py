@@ -4,7 +4,7 @@
   over the vocabulary minus PAD/BOS/UNK; the constant-similarity case of token smoothing (eq. 13).
 * ``entropy-reg`` (MLE + gamma H, Pereyra et al. 2017, confidence penalty):
   ``CE(y*_t) - gamma * H(p(. | h*_t))`` with H the entropy of the **full** predicted distribution
-  (the authors' ``penalize_confidence`` used the target's probability only, PEERS.md 1.1.7 bug 6).
+  (the authors' ``penalize_confidence`` used the target's probability only, docs/METHODS.md §7.2).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """SeaRNN: learning to search for RNNs (Leblond et al., ICLR 2018).
 
-One training step (SEARNN.md 1.1): roll in with the current model (or the reference), roll out every
+One training step (docs/METHODS.md §2): roll in with the current model (or the reference), roll out every
 chosen (cell, token) pair to a full sequence, score the sequences with the task cost, and train the
 roll-in logits of each cell with a cost-sensitive loss against those costs. The search lives in
 :mod:`searnn.search`; the losses in :mod:`searnn.objectives.cost_sensitive`. Gradients reach the model

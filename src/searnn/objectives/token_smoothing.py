@@ -11,7 +11,7 @@ target's entropy, a constant). r is supported on the ``top_k`` most similar toke
 (:mod:`searnn.smoothing.similarity`); ``similarity: uniform`` is the constant-similarity case,
 i.e. uniform label smoothing over the whole vocabulary minus PAD/BOS/UNK, computed exactly.
 
-Differences from the authors' code (PEERS.md 1.1.5): similarities are the paper's cosine, not
+Differences from the authors' code (docs/METHODS.md §7.2): similarities are the paper's cosine, not
 ``(1 + cos) / 2``; eq. 14's penalty is divided by tau with the similarity (the code subtracted
 ``tau * beta * F`` first); storage is ``O(V k)``, never a dense ``V x V`` matrix.
 """

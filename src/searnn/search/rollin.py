@@ -5,7 +5,7 @@ the model's scores for that position (with gradient, they receive the cost-sensi
 state is the decoder state *after* producing those logits, from which a roll-out feeds a candidate token
 for position ``t`` and continues. The last cell of every roll-in is its EOS cell (the decision to stop).
 
-Roll-in policies (SEARNN.md 1.2):
+Roll-in policies (docs/METHODS.md §2.1):
 
 * ``reference``: teacher forcing on the ground truth (the fast teacher-forced path of the model);
 * ``learned``: the model's greedy argmax is fed back (PAD and BOS never, EOS blocked on fixed-length
@@ -23,7 +23,7 @@ it has at most ``cap + 1`` cells; a reference roll-in has ``tgt_len`` cells.
 Decisions vs gradient. The roll-in's decisions (tokens fed back) and the states the roll-outs start
 from are computed in eval mode without gradient: the same policy as test-time decoding and as the
 roll-outs (the reference code takes learned roll-in decisions with dropout on but rolls out in eval
-mode, SEARNN.md 8). The logits that receive the loss are recomputed in the model's own mode (dropout on
+mode, docs/METHODS.md §7.1). The logits that receive the loss are recomputed in the model's own mode (dropout on
 while training) by one teacher-forced pass over the chosen tokens, the model's fast path: the gradient
 costs what MLE's costs.
 """
