@@ -240,6 +240,11 @@ def test_schedule_progress_is_restored_mid_epoch_and_between_epochs():
     assert straight[5] == pytest.approx((1 + 2 / 4) / 3)
     for stop in [(e, b) for e in range(3) for b in range(4)]:
         assert trace(stop) == straight, stop
+    # a last.pt of older versions holds steps_per_epoch only: still loadable
+    old = Progress()
+    old.load_state_dict({"steps_per_epoch": 4})
+    old.start_epoch(1, 3)
+    assert old.value == pytest.approx(1 / 3)
 
 
 def test_changed_config_is_refused(tmp_path):
