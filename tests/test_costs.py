@@ -133,7 +133,7 @@ def test_edit_distance_rows_are_prefix_distances():
 
 
 def py_bleu(h: list[int], r: list[int], order: int = 4) -> float:
-    """Smoothed sentence BLEU of SEARNN.md 1.5, straight from the definition."""
+    """Smoothed sentence BLEU of docs/METHODS.md §4.3, straight from the definition."""
     m, t = [], []
     for n in range(1, order + 1):
         hc = Counter(tuple(h[i : i + n]) for i in range(len(h) - n + 1))

@@ -2,8 +2,8 @@
 
 import pytest
 
-from searnn.data.chunking import CONLL2000_TAGS, ChunkingConfig, load, parse_tokens
-from searnn.data.vocab import UNK_ID
+from searnn.data.chunking import CONLL2000_TAGS, ChunkingConfig, load, normalize_iob, parse_tokens
+from searnn.data.vocab import UNK_ID, Vocab
 from searnn.errors import DataError
 
 
@@ -80,3 +80,43 @@ def test_small_files_and_malformed_lines(tmp_path):
     (tmp_path / "test.txt").write_text("A DT B-NP\ndog NN\n")
     with pytest.raises(DataError, match=r"test\.txt:2: expected 3 fields"):
         load(ChunkingConfig(data_dir=str(tmp_path)))
+
+
+def test_i_tags_that_open_a_chunk_become_b_tags_on_load(tmp_path):
+    """conlleval reads an I-X after O / another type (or first) as a chunk start; the loader writes B-X."""
+    assert normalize_iob("I-NP I-NP O I-VP B-VP I-VP I-NP I-XX".split()) == (
+        "B-NP I-NP O B-VP B-VP I-VP B-NP B-XX".split()
+    )
+    assert normalize_iob([]) == [] and normalize_iob(["O", "B-NP"]) == ["O", "B-NP"]
+    (tmp_path / "train.txt").write_text("The DT I-NP\ncat NN I-NP\nsat VBD I-VP\n\nA DT I-ZZ\n")
+    (tmp_path / "test.txt").write_text("A DT O\ndog NN I-NP\n\n")
+    task = load(ChunkingConfig(data_dir=str(tmp_path), valid_fraction=0.0, min_count=1))
+    decode = task.tgt_vocab.decode
+    assert [decode(ex.tgt) for ex in task.train] == [["B-NP", "I-NP", "B-VP"], ["B-ZZ"]]
+    assert decode(task.test[0].tgt) == ["O", "B-NP"]
+    assert "B-ZZ" in task.tgt_vocab.stoi  # a type only seen with I- still gets its B- tag
+
+
+def test_iob_normalisation_leaves_the_chunk_f1_unchanged():
+    """Chunk F1 (ours and seqeval's conlleval mode) is the same on raw and normalised tags."""
+    import random
+
+    from seqeval.metrics import f1_score
+
+    from searnn.metrics import METRICS
+
+    rng = random.Random(4)
+    tags = ["O", "B-NP", "I-NP", "B-VP", "I-VP"]
+    vocab = Vocab(tags)
+    gold = [[rng.choice(tags) for _ in range(rng.randint(1, 9))] for _ in range(300)]
+    pred = [[t if rng.random() < 0.7 else rng.choice(tags) for t in g] for g in gold]
+    assert sum(g != normalize_iob(g) for g in gold) > 50  # many I- openings
+
+    def f1(hyps: list[list[str]], refs: list[list[str]]) -> float:
+        return METRICS["f1"]([vocab.encode(h) for h in hyps], [[vocab.encode(r)] for r in refs], vocab).value
+
+    raw = f1(pred, gold)
+    assert raw == pytest.approx(100 * f1_score(gold, pred))
+    assert f1(pred, [normalize_iob(g) for g in gold]) == pytest.approx(raw)
+    assert f1([normalize_iob(p) for p in pred], [normalize_iob(g) for g in gold]) == pytest.approx(raw)
+    assert 100 * f1_score([normalize_iob(g) for g in gold], pred) == pytest.approx(raw)

@@ -14,7 +14,7 @@ from rapidfuzz.distance import Levenshtein
 
 from searnn.costs import make_cost, pad_sequences
 from searnn.costs.base import Cost
-from searnn.data.vocab import Vocab
+from searnn.data.vocab import EOS_ID, Vocab
 
 WORDS = Vocab(["a", "b", "c", "d"])  # ids 4..7
 TAGS = Vocab(["O", "B-A", "I-A", "B-B", "I-B"])  # ids 4..8
@@ -169,26 +169,33 @@ def test_bleu_oracle_golden():
 
 
 def py_f1_complete(q: list[str], ref: list[str], max_len: int) -> list[str]:
-    """The maximize-F1 rule of SEARNN.md 1.4, written from the text."""
+    """The maximize-F1 rule of ChunkF1Cost's docstring, written from the text."""
     p = len(q)
     if p >= len(ref):
         return list(q)
 
-    def is_boundary(j: int) -> bool:
-        if j == 0 or ref[j] == "O" or ref[j].startswith("B-"):
-            return True
-        return ref[j - 1] == "O" or ref[j - 1][2:] != ref[j][2:]  # I-X not continuing a chunk of X
+    def starts(j: int) -> bool:  # conlleval: B-X, or I-X not continuing a chunk of X
+        if ref[j] == "O":
+            return False
+        return ref[j].startswith("B-") or j == 0 or ref[j - 1] == "O" or ref[j - 1][2:] != ref[j][2:]
 
-    b = next((j for j in range(p, len(ref)) if is_boundary(j)), len(ref))
+    b = next((j for j in range(p, len(ref)) if j == 0 or ref[j] == "O" or starts(j)), len(ref))
     ext = "I-" + q[-1][2:] if q and q[-1].startswith("B-") else (q[-1] if q else "O")
-    return (list(q) + [ext] * (b - p) + ref[b:])[: max(max_len, p)]
+    copied = ["B-" + t[2:] if starts(j) else t for j, t in enumerate(ref)][b:]
+    out = list(q) + [ext] * (b - p) + copied
+    cut = max(max_len, p)
+    if cut < len(ref) and ref[cut] != "O" and not starts(cut):  # the cut splits the chunk going on at cut
+        s = max(j for j in range(cut) if starts(j))
+        if s >= b:
+            out[s:cut] = ["O"] * (cut - s)
+    return out[:cut]
 
 
 def test_f1_oracle_equals_rule():
     rng = random.Random(18)
     cost = make_cost("f1", TAGS)
     tags = TAGS.itos[4:]
-    for max_len in (4, 9):
+    for max_len in (2, 4, 9):
         qs = [[rng.choice(tags) for _ in range(rng.randint(0, 5))] for _ in range(200)]
         refs = [[rng.choice(tags) for _ in range(rng.randint(0, 8))] for _ in range(200)]
         got = run_oracle(cost, [TAGS.encode(q) for q in qs], [TAGS.encode(r) for r in refs], max_len, rng)
@@ -196,16 +203,59 @@ def test_f1_oracle_equals_rule():
         assert got == expect
 
 
+def fast_pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """pad_sequences in one tensor construction (many short rows)."""
+    width = max(map(len, seqs), default=0)
+    return torch.tensor([q + [0] * (width - len(q)) for q in seqs]).view(len(seqs), width), torch.tensor(
+        [len(q) for q in seqs]
+    )
+
+
+def complete_many(cost: Cost, prefixes: list[list[int]], refs: list[list[int]], max_len: int) -> list[list[int]]:
+    seq, seq_len = cost.complete(*fast_pad(prefixes), *fast_pad(refs), max_len)
+    return [row[:n] for row, n in zip(seq.tolist(), seq_len.tolist(), strict=True)]
+
+
+class Enumerated:
+    """Every sequence of at most ``longest`` tokens over ``alphabet``, its cost against each of ``refs`` (one
+    batched call), and the minimum cost over the completions of a prefix (masks, no Python loop)."""
+
+    def __init__(self, cost: Cost, alphabet: list[int], longest: int, refs: list[list[int]]):
+        self.seqs = [list(c) for k in range(longest + 1) for c in itertools.product(alphabet, repeat=k)]
+        self.index = {tuple(q): i for i, q in enumerate(self.seqs)}
+        n = len(self.seqs)
+        hyp, hyp_len = fast_pad(self.seqs * len(refs))
+        ref, ref_len = fast_pad([r for r in refs for _ in range(n)])
+        self.costs = cost(hyp, hyp_len, ref, ref_len).view(len(refs), n)  # (R, S)
+        self.lengths = torch.tensor([len(q) for q in self.seqs])
+        self.padded = torch.tensor([q + [-1] * (longest - len(q)) for q in self.seqs]).view(n, longest)
+
+    def best(self, prefixes: list[list[int]], max_len: int) -> torch.Tensor:
+        """``(R, Q)``: minimum cost against each reference over each prefix and its completions of at most
+        ``max_len`` tokens in all."""
+        ok = torch.stack([
+            (self.padded[:, : len(q)] == torch.tensor(q, dtype=torch.long)).all(1)
+            & (self.lengths <= max(max_len, len(q)))
+            for q in prefixes
+        ])  # (Q, S)
+        return torch.where(ok[None], self.costs[:, None, :], torch.inf).amin(2)
+
+
 def test_f1_oracle_is_optimal_bruteforce():
-    rng = random.Random(19)
+    """Every prefix of up to 2 tags, every reference of up to 3 tags over O, B-A, I-A, B-B, I-B (I- openings
+    included), every max_len from 0 to 4: the oracle's cost is the minimum over all completions."""
     cost = make_cost("f1", TAGS)
     alphabet = list(range(4, 9))
-    for q, ref, _ in random_cases(rng, 25, alphabet, max_ref=5):
-        max_len = max(len(ref), len(q)) + 1
-        if max_len - len(q) > 4:
-            continue
-        (seq,) = run_oracle(cost, [q], [ref], max_len, rng)
-        assert cost_of(cost, [seq], ref)[0] == pytest.approx(best_by_bruteforce(cost, q, ref, max_len, alphabet))
+    refs = [list(c) for k in range(4) for c in itertools.product(alphabet, repeat=k)]
+    prefixes = [q for q in refs if len(q) <= 2]
+    table = Enumerated(cost, alphabet, 4, refs)
+    cases = [(q, r) for r in refs for q in prefixes]
+    for max_len in range(5):
+        out = complete_many(cost, [q for q, _ in cases], [r for _, r in cases], max_len)
+        assert all(o[: len(q)] == q and len(o) <= max(max_len, len(q)) for o, (q, _) in zip(out, cases, strict=True))
+        got = cost(*fast_pad(out), *fast_pad([r for _, r in cases])).view(len(refs), len(prefixes))
+        bad = torch.nonzero(~torch.isclose(got, table.best(prefixes, max_len))).tolist()
+        assert not [(prefixes[i], refs[r], max_len) for r, i in bad]
 
 
 def test_f1_oracle_golden():
@@ -218,3 +268,89 @@ def test_f1_oracle_golden():
     # prefix "O" where gold continues chunk B(0..1): extend O, then copy from B-A at 2.
     got = run_oracle(cost, [enc(["O"])], [enc("B-B I-B B-A".split())], 10, rng)
     assert got == [enc("O O B-A".split())]
+    # reference chunk opened by I-A after O: copying I-A would continue the prefix's chunk A (F1 0);
+    # B-A opens it (F1 2/3)
+    got = run_oracle(cost, [enc(["B-A"])], [enc(["O", "I-A"])], 2, rng)
+    assert got == [enc(["B-A", "B-A"])]
+    assert cost_of(cost, got, enc(["O", "I-A"]))[0] == pytest.approx(1 / 3)
+    # max_len 3 < |y|: the chunk B(2..3) cannot be matched, so it is not started (O), A(0..1) is
+    got = run_oracle(cost, [enc([])], [enc("B-A I-A B-B I-B".split())], 3, rng)
+    assert got == [enc("B-A I-A O".split())]
+
+
+# ----------------------------------------------------------------------------- next-token oracles
+
+
+def next_tokens(cost: Cost, prefixes: list[list[int]], refs: list[list[int]], max_len: int) -> list[int]:
+    """The mixed-cell roll-in's reference token for each (prefix, reference)."""
+    from searnn.search.rollin import _oracle_next
+
+    width = max(len(q) for q in prefixes)
+    tokens = fast_pad([q + [EOS_ID] * (width - len(q)) for q in prefixes])[0]
+    assert len({len(q) for q in prefixes}) == 1
+    ref, ref_len = fast_pad(refs)
+    return _oracle_next(cost, tokens, width, ref, ref_len, max_len).tolist()
+
+
+@pytest.mark.parametrize("name", ["hamming", "edit", "f1"])
+def test_next_token_oracle_starts_an_optimal_completion(name):
+    """Exact oracles: for every prefix (up to 2 tokens) and reference (up to 3) over a small alphabet, the
+    roll-in's oracle token (EOS: stop) starts a completion of minimum cost (outputs up to 4 tokens)."""
+    vocab = TAGS if name == "f1" else WORDS
+    alphabet = list(range(4, len(vocab)))
+    cost = make_cost(name, vocab)
+    refs = [list(c) for k in range(4) for c in itertools.product(alphabet, repeat=k)]
+    max_len = 4
+    table = Enumerated(cost, alphabet, max_len, refs)
+    for plen in range(3):
+        qs = [q for q in refs if len(q) == plen]
+        toks = next_tokens(cost, [q for _ in refs for q in qs], [r for r in refs for _ in qs], max_len)
+        best = table.best(qs, max_len)  # (R, Q)
+        # best cost once the oracle's token is taken: q + token and its completions, or q itself (EOS)
+        ext = table.best([q + [a] for q in qs for a in alphabet], max_len).view(len(refs), len(qs), len(alphabet))
+        stop = table.costs[:, [table.index[tuple(q)] for q in qs]]  # (R, Q)
+        ext = torch.cat([ext, stop[:, :, None]], dim=2)  # column A: EOS
+        column = torch.tensor([alphabet.index(t) if t != EOS_ID else len(alphabet) for t in toks])
+        after = ext.gather(2, column.view(len(refs), len(qs), 1)).squeeze(2)
+        bad = torch.nonzero(~torch.isclose(after, best)).tolist()
+        assert not [(qs[i], refs[r], toks[r * len(qs) + i]) for r, i in bad]
+
+
+def test_next_token_oracle_follows_the_full_completion():
+    """For reference "ab" the best one-token-then-stop output ties "a" with "b" (edit) or prefers "b"
+    (BLEU's brevity penalty is equal, the tie goes to the shorter suffix); the full oracle starts with "a"."""
+    for name in ("edit", "bleu"):
+        cost = make_cost(name, WORDS)
+        assert next_tokens(cost, [[]], [[4, 5]], 6) == [4], name
+        assert next_tokens(cost, [[4]], [[4, 5]], 6) == [5], name
+        assert next_tokens(cost, [[4, 5]], [[4, 5]], 6) == [EOS_ID], name
+
+
+def test_bleu_next_token_is_the_first_of_the_best_bleu1_suffix():
+    """BLEU's oracle is a heuristic (best BLEU-1 suffix, not the BLEU-4 optimum): its next token is the first
+    token of the completion :func:`py_best_suffix` builds (EOS when that suffix is empty)."""
+    rng = random.Random(21)
+    cost = make_cost("bleu", WORDS)
+    for plen in range(4):
+        cases = [([rng.choice([4, 5, 6]) for _ in range(plen)], [rng.choice([4, 5, 6, 7])
+                  for _ in range(rng.randint(0, 6))]) for _ in range(60)]
+        got = next_tokens(cost, [q for q, _ in cases], [r for _, r in cases], 12)
+        for (q, ref), tok in zip(cases, got, strict=True):
+            full = py_best_suffix(q, ref, 12)
+            assert tok == (full[plen] if len(full) > plen else EOS_ID), (q, ref)
+
+
+def test_mixed_cell_rollin_with_the_oracle_always_rebuilds_the_reference():
+    """With p = 1 every decision is the oracle's: from the empty prefix it rolls in the reference itself."""
+    from searnn.data.batch import Example, collate
+    from searnn.models import ModelConfig, Seq2Seq
+    from searnn.search.rollin import roll_in
+
+    torch.manual_seed(0)
+    refs = [[4, 5], [5, 4, 6], [6, 6, 4, 5], [7]]
+    batch = collate([Example([[4 + i % 3] for i in range(3)], r) for r in refs])
+    model = Seq2Seq(ModelConfig(hidden=8, emb_dim=8, tgt_emb_dim=8), [10], None, len(WORDS)).eval()
+    for name in ("hamming", "edit", "bleu"):
+        r = roll_in(model, batch, "mixed-cell", 1.0, batch.tgt_len - 1 + 3, False, oracle=make_cost(name, WORDS))
+        got = [r.tokens[n, : int(r.cells[n]) - 1].tolist() for n in range(len(refs))]
+        assert got == refs, name

@@ -120,7 +120,7 @@ def levenshtein(a: list[int], b: list[int]) -> int:
 
 
 def smoothed_bleu(hyp: list[int], ref: list[int], order: int = 4) -> float:
-    """Smoothed sentence BLEU-4 (SEARNN.md 1.5): p_n = (m_n + 1) / (h_n + 1), 0 without unigram match,
+    """Smoothed sentence BLEU-4 (docs/METHODS.md §4.3): p_n = (m_n + 1) / (h_n + 1), 0 without unigram match,
     brevity penalty exp(1 - r/c) when c < r, 0 for an empty hypothesis."""
     if not hyp:
         return 0.0

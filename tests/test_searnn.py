@@ -113,7 +113,7 @@ def test_reference_rollin_rollout_ll_equals_mle(normalization: str, fixed: bool,
     [(True, WORDS, "hamming"), (False, WORDS, "edit"), (False, WORDS, "bleu"), (True, TAGS, "f1")],
 )
 def test_reference_rollin_rollout_min_cost_token_is_the_ground_truth(fixed: bool, vocab: Vocab, cost: str) -> None:
-    """SEARNN.md 9b: with reference roll-in and roll-out, every cell's min-cost token is the GT token of
+    """docs/METHODS.md §7.1: with reference roll-in and roll-out, every cell's min-cost token is the GT token of
     that cell (and the loss's target is it)."""
     task = make_task(fixed, vocab=vocab, cost=cost)
     batch = collate(task.train[:12])
@@ -130,7 +130,7 @@ def test_reference_rollin_rollout_min_cost_token_is_the_ground_truth(fixed: bool
 
 
 def test_converged_mle_model_has_small_searnn_kl_loss_with_learned_rollin() -> None:
-    """SEARNN.md 9b: targets and cells are aligned, so a model trained to (near) zero MLE loss on a copy
+    """docs/METHODS.md §7.1: targets and cells are aligned, so a model trained to (near) zero MLE loss on a copy
     task is also near the optimum of SeaRNN-KL with learned roll-in and mixed roll-out."""
     task = make_task(True, n=32, copy=True, seed=3)
     batch = collate(task.train)

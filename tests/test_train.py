@@ -1,6 +1,11 @@
 """Training loop: runs, writes its run dir, resumes exactly, refuses a changed config, catches NaN."""
 
 import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,7 +83,168 @@ def test_mid_epoch_resume_is_exact(tmp_path):
     la = torch.load(tmp_path / "a" / "last.pt", weights_only=False)["model"]
     lc = torch.load(tmp_path / "c" / "last.pt", weights_only=False)["model"]
     for k in la:
-        assert torch.allclose(la[k], lc[k], atol=1e-6), k
+        assert torch.equal(la[k], lc[k]), k
+
+
+# --------------------------------------------------------------------- resume after SIGKILL, every objective
+# One driver process (torch imported once) forks a child per training attempt. For each case: a child trains
+# uninterrupted; then a chain of children each trains until the checkpoint of its kill point is written
+# (mid-epoch checkpoints after every batch: --checkpoint-minutes takes fractions) and SIGKILLs itself, the
+# next one resuming from last.pt; a last child resumes to the end. The chain kills mid-epoch 1, exactly
+# between epochs 1 and 2, and mid-epoch 2. The parent never trains, so every child starts from the same
+# fresh process state. The final parameters must be bitwise equal.
+
+DRIVER = """
+import json, os, signal, sys
+import torch
+torch.set_num_threads(1)
+torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # the first optimizer imports torch._dynamo (slow)
+from searnn.config import build_config
+from searnn.train import Trainer, run
+
+cases, chain = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+save_last, kill_at = Trainer.save_last, None
+
+def save_then_die(self):
+    save_last(self)
+    if [self.state.epoch, self.state.batch] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+Trainer.save_last = save_then_die
+
+def attempt(values, point):
+    pid = os.fork()
+    if pid == 0:
+        global kill_at
+        kill_at = point
+        code = 3
+        try:
+            run(build_config(values))
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if point is None:
+        return "" if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else f"failed (status {status})"
+    if not (os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL):
+        return f"the run to be killed at {point} was not killed (status {status})"
+    state = torch.load(os.path.join(values["run_dir"], "last.pt"), weights_only=False)["state"]
+    return "" if [state["epoch"], state["batch"]] == point else f"killed at {state}, not {point}"
+
+report = {}
+for name, values in cases.items():
+    errors = [attempt(dict(values, run_dir=values["run_dir"] + "-straight"), None)]
+    errors += [attempt(values, point) for point in chain] + [attempt(values, None)]
+    report[name] = "; ".join(e for e in errors if e)
+print(json.dumps(report))
+"""
+
+# (epoch, batch) of LoopState when last.pt is written: (0, 1) after batch 1 of epoch 1, (1, 0) at the end
+# of epoch 1, (1, 2) after batch 2 of epoch 2 (3 batches per epoch)
+KILL_CHAIN = [[0, 1], [1, 0], [1, 2]]
+
+RESUME_CASES = {
+    "mle": {"objective": "mle"},
+    "searnn-constant": {"objective": "searnn", "rollin": "mixed", "rollin_ref_prob": 0.5,
+                        "rollin_schedule": "constant"},
+    "searnn-linear": {"objective": "searnn", "rollin": "mixed", "rollin_ref_prob": 0.9,
+                      "rollin_schedule": "linear"},
+    "searnn-sigmoid": {"objective": "searnn", "rollin": "mixed", "rollin_ref_prob": 0.9,
+                       "rollin_schedule": "sigmoid"},
+    "searnn-mixed-sampled": {"objective": "searnn", "rollin": "mixed-cell", "rollin_schedule": "linear",
+                             "rollout": "mixed", "mix_per": "rollout", "sample_tokens": "uniform",
+                             "num_tokens": 4, "num_cells": 2},
+    "searnn-tok": {"objective": "searnn-tok", "rollin": "mixed", "rollin_schedule": "sigmoid",
+                   "similarity": "model", "refresh_every": 2},
+    "token-smoothing": {"objective": "token-smoothing", "similarity": "model"},
+    "seq-smoothing-lazy": {"objective": "seq-smoothing", "lazy": True},
+    "seq-smoothing-full": {"objective": "seq-smoothing", "lazy": False},
+    "tok-seq": {"objective": "tok-seq", "similarity": "model", "lazy": True},
+    "label-smoothing": {"objective": "label-smoothing"},
+    "entropy-reg": {"objective": "entropy-reg"},
+}
+DEFAULT_SUITE = {"mle", "searnn-constant", "searnn-linear", "searnn-sigmoid", "searnn-mixed-sampled",
+                 "token-smoothing", "seq-smoothing-lazy", "tok-seq"}
+SRC = Path(__file__).resolve().parents[1] / "src"
+SIGKILL_TEST = "test_resume_after_sigkill_is_bitwise_exact"
+
+
+def tiny_tsv(tmp_path: Path) -> dict[str, str]:
+    """A tiny ``tsv`` task: 24 training pairs (3 batches of 8), 6 validation and 6 test pairs."""
+    rng = random.Random(0)
+    files = {}
+    for split, n in (("train", 24), ("valid", 6), ("test", 6)):
+        words = ["".join(rng.choice("abcde") for _ in range(rng.randint(2, 6))) for _ in range(n)]
+        path = tmp_path / f"{split}.tsv"
+        path.write_text("".join(f"{w}\t{w[::-1]}\n" for w in words))
+        files[split] = str(path)
+    return files
+
+
+@pytest.fixture(scope="module")
+def sigkill_runs(request, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """Runs every selected case of the SIGKILL test in one driver process; returns (root, errors by case)."""
+    selected = [item.callspec.params["case"] for item in request.session.items
+                if getattr(item, "originalname", "") == SIGKILL_TEST]
+    root = tmp_path_factory.mktemp("sigkill")
+    base = {"task": "tsv", **tiny_tsv(root), "epochs": 2, "batch_size": 8, "hidden": 16, "emb_dim": 16,
+            "tgt_emb_dim": 16, "dropout": 0.1, "progress": False, "threads": 1, "checkpoint_minutes": 1e-9}
+    cases = {c: {**base, **RESUME_CASES[c], "run_dir": str(root / c)} for c in selected}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases), json.dumps(KILL_CHAIN)],
+                          env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "case", [c if c in DEFAULT_SUITE else pytest.param(c, marks=pytest.mark.slow) for c in RESUME_CASES]
+)
+def test_resume_after_sigkill_is_bitwise_exact(sigkill_runs, case):
+    root, errors = sigkill_runs
+    assert errors[case] == ""
+    straight = torch.load(root / f"{case}-straight" / "last.pt", weights_only=False)
+    killed = torch.load(root / case / "last.pt", weights_only=False)
+    assert straight["state"]["epoch"] == killed["state"]["epoch"] == 2
+    for k in straight["model"]:
+        assert torch.equal(straight["model"][k], killed["model"][k]), k
+
+
+def test_schedule_progress_is_restored_mid_epoch_and_between_epochs():
+    """The regression of the 0.1 parameter gap: the within-epoch counter and the learnt epoch length
+    survive a save/restore at any point, so the schedule sees the same progress at every batch."""
+    from searnn.search.schedules import Progress
+
+    def trace(stop: tuple[int, int] | None) -> list[float]:
+        """Progress values seen by 3 epochs of 4 batches; at ``stop = (epoch, batch)`` the state is saved
+        (batch 0: at the end of the previous epoch) and a fresh tracker resumes as the trainer does."""
+        p, seen = Progress(), []
+        for epoch in range(3):
+            if stop == (epoch, 0):
+                p = resumed(p)
+            p.start_epoch(epoch, 3)
+            for batch in range(4):
+                if batch and stop == (epoch, batch):
+                    p = resumed(p)
+                    p.start_epoch(epoch, 3)
+                p.step()
+                seen.append(p.value)
+        return seen
+
+    def resumed(p: Progress) -> Progress:
+        fresh = Progress()
+        fresh.load_state_dict(p.state_dict())
+        return fresh
+
+    straight = trace(None)
+    assert straight[5] == pytest.approx((1 + 2 / 4) / 3)
+    for stop in [(e, b) for e in range(3) for b in range(4)]:
+        assert trace(stop) == straight, stop
+    # a last.pt of older versions holds steps_per_epoch only: still loadable
+    old = Progress()
+    old.load_state_dict({"steps_per_epoch": 4})
+    old.start_epoch(1, 3)
+    assert old.value == pytest.approx(1 / 3)
 
 
 def test_changed_config_is_refused(tmp_path):

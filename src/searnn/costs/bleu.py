@@ -1,6 +1,6 @@
 """Smoothed sentence BLEU: sufficient statistics, score, cost and the best-suffix BLEU-1 oracle.
 
-Smoothed BLEU of Bahdanau et al. (2017), as in SeaRNN (SEARNN.md 1.5), for orders n = 1..K:
+Smoothed BLEU of Bahdanau et al. (2017), as in SeaRNN (docs/METHODS.md §4.3), for orders n = 1..K:
 ``p_n = (m_n + 1) / (h_n + 1)`` with ``m_n`` the clipped n-gram matches and ``h_n`` the hypothesis
 n-gram count; ``BLEU = BP * prod_n p_n^(1/K)``, 0 when ``m_1 = 0``; ``BP = exp(1 - r/c)`` if
 ``c < r`` (c, r: hypothesis and reference lengths), 1 otherwise, 0 when ``c = 0``.
@@ -96,7 +96,7 @@ def smoothed_bleu(stats: BleuStats) -> Tensor:
 
 def best_suffix_bleu1(prefix: Tensor, prefix_len: Tensor, ref: Tensor, ref_len: Tensor, max_len: int) -> Tensor:
     """Length s of the reference suffix ``ref[len - s : len]`` maximising smoothed BLEU-1 (with BP) of
-    ``prefix + suffix`` against ``ref`` (SEARNN.md 1.4 ``bleu1-best-suffix``, paper App. C.2), over
+    ``prefix + suffix`` against ``ref`` (docs/METHODS.md §4.3 ``bleu1-best-suffix``, paper App. C.2), over
     ``s = 0 .. min(max_len - prefix_len, ref_len)``; ties (and all-zero scores) go to the smallest s.
 
     ``(N, P), (N,), (N, T'), (N,), int -> (N,)`` long. All candidates are scored at once without
@@ -128,7 +128,7 @@ def best_suffix_bleu1(prefix: Tensor, prefix_len: Tensor, ref: Tensor, ref_len: 
 
 
 class BleuCost(Cost):
-    """``bleu``: 1 - smoothed sentence BLEU-``max_order`` (SEARNN.md 1.5, ``bleu-smoothed``).
+    """``bleu``: 1 - smoothed sentence BLEU-``max_order`` (docs/METHODS.md §4.3, ``bleu-smoothed``).
 
     Oracle: the best BLEU-1 suffix (:func:`best_suffix_bleu1`) appended to the prefix, whatever
     ``max_order`` is (BLEU-4 would degenerate to appending the whole reference, paper App. C.2).

@@ -38,7 +38,9 @@ class ChunkMatch(NamedTuple):
 
 class TagTable:
     """Per-id IOB tables of a tag vocabulary, built once: ``type_id (V,)`` long (0 = no chunk),
-    ``begin (V,)``/``inside (V,)`` bool, ``extend (V,)`` long (B-X -> I-X, others unchanged, specials -> O).
+    ``begin (V,)``/``inside (V,)`` bool, ``extend (V,)`` long (B-X -> I-X, or O when the vocabulary has no
+    I-X; others unchanged; specials -> O), ``opening (V,)`` long (I-X -> B-X when the vocabulary has it,
+    others unchanged), ``outside`` the id of O (-1 when absent).
 
     Tags must be ``O``, ``B-TYPE`` or ``I-TYPE``; anything else raises :class:`ConfigError`.
     """
@@ -54,23 +56,26 @@ class TagTable:
             begin.append(kind == "B")
             inside.append(kind == "I")
         outside_id = vocab.stoi.get("O")
-        extend = []
+        extend, opening = [], []
         for i, tok in enumerate(vocab.itos):
             if begin[i]:
-                extend.append(vocab.stoi.get("I-" + tok[2:], i))
+                extend.append(vocab.stoi.get("I-" + tok[2:], i if outside_id is None else outside_id))
             elif i < len(SPECIALS) and outside_id is not None:
                 extend.append(outside_id)
             else:
                 extend.append(i)
+            opening.append(vocab.stoi.get("B-" + tok[2:], i) if inside[i] else i)
+        self.outside = -1 if outside_id is None else int(outside_id)
         self.type_id = torch.tensor(type_ids, dtype=torch.long)
         self.begin = torch.tensor(begin, dtype=torch.bool)
         self.inside = torch.tensor(inside, dtype=torch.bool)
         self.extend = torch.tensor(extend, dtype=torch.long)
+        self.opening = torch.tensor(opening, dtype=torch.long)
 
     def to(self, device: torch.device) -> TagTable:
         """Move the tables to ``device`` (in place, cheap when already there); returns self."""
         if self.type_id.device != device:
-            for name in ("type_id", "begin", "inside", "extend"):
+            for name in ("type_id", "begin", "inside", "extend", "opening"):
                 setattr(self, name, getattr(self, name).to(device))
         return self
 
@@ -126,13 +131,25 @@ def chunk_f1(correct: Tensor, n_hyp: Tensor, n_ref: Tensor) -> Tensor:
 
 
 class ChunkF1Cost(Cost):
-    """``f1``: 1 - sentence chunk F1 (SEARNN.md 1.5 ``sentence-F1``); a perfect empty-vs-empty pair costs 0.
+    """``f1``: 1 - sentence chunk F1 (docs/METHODS.md §4.4); a perfect empty-vs-empty pair costs 0.
 
-    Oracle (``maximize-F1``, SEARNN.md 1.4): after the prefix, extend its last chunk (B-X -> I-X; I-X and
-    O repeat) up to the first reference chunk boundary at or after the prefix end (position 0, an O, or a
-    reference chunk start), then copy the reference by position. The extension adds no hypothesis chunk
-    and every reference chunk starting at or after the prefix end is then matched, so no completion does
-    better. A prefix at least as long as the reference is returned unchanged.
+    Oracle (``maximize-F1``, docs/METHODS.md §4.4), for a prefix q (|q| = p) and the reference y:
+
+    1. fill: extend q's last tag (B-X -> I-X; I-X and O repeat) up to b, the first reference chunk
+       boundary at or after p (position 0, an O, or the start of a reference chunk);
+    2. copy ``y[b:]``, writing ``B-X`` at every reference chunk start (an ``I-X`` that opens a chunk, read
+       as conlleval reads it, would otherwise continue a filled chunk of X);
+    3. cut at ``max_len``: a copied chunk that the cut would split (it goes on in y beyond ``max_len``)
+       is written as O instead (dropped when the vocabulary has no O);
+    4. a prefix at least as long as y is returned unchanged.
+
+    Optimality (exact for every prefix, reference and ``max_len``, given every ``I-X`` of the vocabulary
+    has its ``B-X``): the hypothesis chunks that start inside q are fixed by q; the fill adds no chunk,
+    and closes q's last chunk exactly where the reference chunk it may match ends; every reference chunk
+    that starts at or after b and ends before ``max_len`` is matched; no other reference chunk can be
+    matched by any completion (it starts inside q, or it ends beyond the longest allowed output); and no
+    wrong chunk is added. A correct chunk never lowers F1 (``2(c+1)/(n+1) >= 2c/n`` as ``c <= n``), so
+    no completion does better. Tested against brute force over every completion in tests/test_oracles.py.
     """
 
     name = "f1"
@@ -148,18 +165,34 @@ class ChunkF1Cost(Cost):
         self, prefix: Tensor, prefix_len: Tensor, ref: Tensor, ref_len: Tensor, max_len: int
     ) -> tuple[Tensor, Tensor]:
         table = self.table.to(prefix.device)
+        n = prefix.shape[0]
         width = max(prefix.shape[1], min(max_len, ref.shape[1]))  # prefix + completion <= max(P, T')
-        ref_w = pad_to(ref, width)
+        full = max(width, ref.shape[1]) + 1  # room to see where a reference chunk cut at max_len ends
+        ref_w = pad_to(ref, full)
+        ref_w = torch.where(length_mask(ref_len, full), ref_w, torch.zeros_like(ref_w))  # garbage beyond ref_len
         start, in_chunk, _ = chunk_starts(ref_w, ref_len, table)
-        pos = torch.arange(width, device=prefix.device).expand(prefix.shape[0], -1)  # (N, L)
+        pos = torch.arange(full, device=prefix.device).expand(n, -1)  # (N, F)
         p = prefix_len[:, None]
         boundary = (start | ~in_chunk | (pos == 0)) & (pos >= p) & (pos < ref_len[:, None])
-        marked = torch.where(boundary, pos, width)
-        first = torch.cat([marked, marked.new_full((len(marked), 1), width)], 1).min(1, keepdim=True).values
+        first = torch.where(boundary, pos, full).min(1, keepdim=True).values  # (N, 1) b, or F if none
         last = prefix.gather(1, (p - 1).clamp(0, max(prefix.shape[1] - 1, 0))) if prefix.shape[1] else p
         fill = table.extend[torch.where(p > 0, last, torch.zeros_like(last))]  # (N, 1)
+        copied = torch.where(start, table.opening[ref_w], ref_w)  # every reference chunk opens with B-X
+        seq = torch.where(pos < first, fill, copied)
+        seq = torch.where(pos < p, pad_to(prefix, full), seq)
         seq_len = torch.maximum(prefix_len, torch.clamp(ref_len, max=max_len))
-        seq = torch.where(pos < first, fill, ref_w)
-        seq = torch.where(pos < p, pad_to(prefix, width), seq)
-        seq = torch.where(pos < seq_len[:, None], seq, torch.zeros_like(seq))
+        # a copied chunk split by the cut at max_len: its start s (>= b), when y goes on inside it at max_len
+        cut_pos = min(max_len, full - 1)
+        chunk_start = torch.cummax(torch.where(start, pos, torch.full_like(pos, -1)), dim=1).values
+        split = (
+            (ref_len > max_len) & (max_len > prefix_len) & in_chunk[:, cut_pos] & ~start[:, cut_pos]
+            & (chunk_start[:, cut_pos] >= first[:, 0])
+        )
+        s = torch.where(split, chunk_start[:, cut_pos], torch.full_like(prefix_len, full))[:, None]
+        if table.outside >= 0:
+            seq = torch.where((pos >= s) & (pos >= p), torch.full_like(seq, table.outside), seq)
+        else:
+            seq_len = torch.minimum(seq_len, s[:, 0])
+        seq = seq[:, :width]
+        seq = torch.where(pos[:, :width] < seq_len[:, None], seq, torch.zeros_like(seq))
         return seq, seq_len

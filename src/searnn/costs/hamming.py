@@ -18,7 +18,7 @@ def hamming_errors(hyp: Tensor, hyp_len: Tensor, ref: Tensor, ref_len: Tensor) -
 
 
 class HammingCost(Cost):
-    """``hamming``: Hamming errors / ``max(ref_len, 1)`` (SEARNN.md 1.5, positions beyond the reference
+    """``hamming``: Hamming errors / ``max(ref_len, 1)`` (docs/METHODS.md §4.1, positions beyond the reference
     count as errors instead of EOS padding matching).
 
     Oracle (``copy-gt``, optimal for this cost): after the prefix, copy the reference by position,

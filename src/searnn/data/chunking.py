@@ -1,4 +1,4 @@
-"""Text chunking (CoNLL-2000), SEARNN.md section 4.3.
+"""Text chunking (CoNLL-2000), docs/METHODS.md §6.3.
 
 Data: ``train.txt[.gz]`` and ``test.txt[.gz]``, one token per line ``word POS chunk-tag`` (exactly three
 whitespace-separated fields), sentences separated by blank lines. The shipped copy (``data/conll2000``) has
@@ -15,9 +15,12 @@ Source: two parallel streams per position, ``src = [[word_id, pos_id], ...]``.
   split (after the validation hold-out, before ``limit_train``); others become UNK;
 * POS tags use a vocabulary of the tags seen in the train split (unseen tags become UNK).
 
-Target: chunk tags (IOB2). The tag vocabulary is fixed so that ids are stable across runs and data
-subsets: the specials, then the 23 CoNLL-2000 tags in sorted order (:data:`CONLL2000_TAGS`), then any other
-tag found in the files (sorted; none for the real corpus). Fixed-length output, metric ``f1`` (chunk F1,
+Target: chunk tags (IOB2). Tags are normalised on load as conlleval reads them: an ``I-X`` that does not
+continue a chunk of X (first tag, after ``O`` or after a tag of another type) opens a chunk, and becomes
+``B-X`` (:func:`normalize_iob`; the chunks, hence the metric, are unchanged). The tag vocabulary is fixed
+so that ids are stable across runs and data subsets: the specials, then the 23 CoNLL-2000 tags in sorted
+order (:data:`CONLL2000_TAGS`), then any other tag found in the files (sorted; none for the real corpus;
+with the ``B-X`` of every ``I-X``). Fixed-length output, metric ``f1`` (chunk F1,
 higher is better), cost ``f1``. ``Example.meta`` keeps the original ``words`` and ``pos`` strings.
 
 ``parse_source(line)``: whitespace-separated ``word/POS`` tokens, split at the **last** ``/`` (so words may
@@ -99,6 +102,20 @@ def read_conll(path: Path) -> list[Sentence]:
     return sentences
 
 
+def normalize_iob(tags: Sequence[str]) -> list[str]:
+    """IOB tags -> IOB2: every ``I-X`` that opens a chunk (conlleval: the previous tag is not ``B-X``/``I-X``)
+    becomes ``B-X``; other tags are kept. ``['O', 'I-NP', 'I-VP'] -> ['O', 'B-NP', 'B-VP']``."""
+    out: list[str] = []
+    prev_type = ""
+    for tag in tags:
+        kind, typ = (tag[0], tag[2:]) if tag[:2] in ("B-", "I-") else ("O", "")
+        if kind == "I" and typ != prev_type:
+            tag = "B-" + typ
+        out.append(tag)
+        prev_type = typ
+    return out
+
+
 def parse_tokens(line: str) -> tuple[list[str], list[str]]:
     """``'word/POS word/POS ...'`` -> ``(words, pos)``; raises :class:`DataError` on a malformed token."""
     words, pos = [], []
@@ -136,7 +153,10 @@ def load(cfg: ChunkingConfig) -> TaskData:
 
     word_vocab = Vocab.build(([norm(w) for w in s.words] for s in train_sents), min_count=cfg.min_count)
     pos_vocab = Vocab.build((s.pos for s in train_sents), min_count=1)
+    for s in train_all + test_sents:
+        s.tags = normalize_iob(s.tags)
     seen = {t for s in train_all + test_sents for t in s.tags}
+    seen |= {"B-" + t[2:] for t in seen if t.startswith("I-")}  # the f1 oracle opens chunks with B-X
     tag_vocab = Vocab(list(CONLL2000_TAGS) + sorted(seen - set(CONLL2000_TAGS)))
 
     def encode_src(words: Sequence[str], pos: Sequence[str]) -> list[list[int]]:

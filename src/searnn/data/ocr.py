@@ -1,4 +1,4 @@
-"""OCR handwritten words (Taskar, Guestrin & Koller 2003), SEARNN.md section 4.1.
+"""OCR handwritten words (Taskar, Guestrin & Koller 2003), docs/METHODS.md §6.1.
 
 Data: ``letter.data[.gz]``, one letter per line with 134 whitespace-separated fields
 ``id letter next_id word_id position fold p_0_0 ... p_15_7`` (128 binary pixels of a 16x8 image).

@@ -1,4 +1,4 @@
-"""Synthetic spelling correction (Bahdanau et al. 2017 task; SEARNN.md section 4.2).
+"""Synthetic spelling correction (Bahdanau et al. 2017 task; docs/METHODS.md §6.2).
 
 Text: ``sentences.{train,valid,test}.txt[.gz]``, one sentence per line. The shipped copy
 (``data/spelling_gutenberg``) is a Project Gutenberg selection standing in for the One Billion Word

@@ -1,4 +1,4 @@
-"""Machine translation (SEARNN.md section 4.4): Multi30k (shipped) or IWSLT'14 De-En (user-provided).
+"""Machine translation (docs/METHODS.md §6.4): Multi30k (shipped) or IWSLT'14 De-En (user-provided).
 
 Datasets (``dataset``):
 

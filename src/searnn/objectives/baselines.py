@@ -4,12 +4,13 @@
   over the vocabulary minus PAD/BOS/UNK; the constant-similarity case of token smoothing (eq. 13).
 * ``entropy-reg`` (MLE + gamma H, Pereyra et al. 2017, confidence penalty):
   ``CE(y*_t) - gamma * H(p(. | h*_t))`` with H the entropy of the **full** predicted distribution
-  (the authors' ``penalize_confidence`` used the target's probability only, PEERS.md 1.1.7 bug 6).
+  (the authors' ``penalize_confidence`` used the target's probability only, docs/METHODS.md §7.2).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,16 @@ class LabelSmoothing(Objective):
             normalization=config.normalization, alpha=config.alpha, similarity="uniform", divergence="ce"
         )
         self.inner = TokenSmoothing(inner, task)
+
+    def start_epoch(self, epoch: int, total_epochs: int) -> None:
+        self.inner.start_epoch(epoch, total_epochs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The inner token-smoothing objective's state (the uniform similarity has none that changes)."""
+        return self.inner.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.inner.load_state_dict(state)
 
     def __call__(self, model: torch.nn.Module, batch: Batch) -> LossOutput:
         return self.inner(model, batch)

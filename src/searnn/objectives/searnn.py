@@ -1,6 +1,6 @@
 """SeaRNN: learning to search for RNNs (Leblond et al., ICLR 2018).
 
-One training step (SEARNN.md 1.1): roll in with the current model (or the reference), roll out every
+One training step (docs/METHODS.md §2): roll in with the current model (or the reference), roll out every
 chosen (cell, token) pair to a full sequence, score the sequences with the task cost, and train the
 roll-in logits of each cell with a cost-sensitive loss against those costs. The search lives in
 :mod:`searnn.search`; the losses in :mod:`searnn.objectives.cost_sensitive`. Gradients reach the model
@@ -210,10 +210,14 @@ class SearnnObjective(Objective):
         return SCHEDULES[self.config.rollin_schedule](float(self.config.rollin_ref_prob), self.progress.value)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"steps_per_epoch": self.progress.steps_per_epoch}
+        """The schedule's progress and the call counter (the search itself draws from the global RNGs,
+        which ``last.pt`` saves)."""
+        return {"progress": self.progress.state_dict(), "step_count": self.step_count}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.progress.steps_per_epoch = int(state.get("steps_per_epoch", 0))
+        """Restore :meth:`state_dict` (a checkpoint of older versions holds ``steps_per_epoch`` only)."""
+        self.progress.load_state_dict(state.get("progress", state))
+        self.step_count = int(state.get("step_count", 0))
 
     # -- loss --------------------------------------------------------------------------------------
     def search(self, model: torch.nn.Module, batch: Batch) -> SearchResult:
@@ -245,9 +249,14 @@ class SearnnObjective(Objective):
     def __call__(self, model: torch.nn.Module, batch: Batch) -> LossOutput:
         self.progress.step()
         self.step_count += 1
-        result = self.search(model, batch)
-        logs = dict(result.stats)
-        _, loss, denom = self.loss_from(result, model, logs)
+        try:
+            result = self.search(model, batch)
+            logs = dict(result.stats)
+            _, loss, denom = self.loss_from(result, model, logs)
+        except BaseException:  # interrupted (Ctrl-C) or failed: this batch is not trained, do not count it
+            self.progress.unstep()
+            self.step_count -= 1
+            raise
         with torch.no_grad():
             mask = result.cell_mask
             argmax = result.rollin.logits.detach().argmax(dim=-1)  # (B, T)

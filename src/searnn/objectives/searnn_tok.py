@@ -15,6 +15,7 @@ never rolled out (sampled SeaRNN on large vocabularies).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,7 +54,15 @@ class SearnnTok(SearnnObjective):
 
     def start_epoch(self, epoch: int, total_epochs: int) -> None:
         super().start_epoch(epoch, total_epochs)
-        self.smoother.start_epoch()
+        self.smoother.start_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """SeaRNN's state plus the token smoother's."""
+        return {**super().state_dict(), "smoother": self.smoother.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.smoother.load_state_dict(state.get("smoother", {}))
 
     def cell_losses(
         self, model: torch.nn.Module | None, result: SearchResult, logs: dict[str, float]

@@ -35,6 +35,7 @@ samples), ``seq_ess`` (mean effective sample size ``1 / sum_l w_l^2`` per source
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -350,7 +351,16 @@ class TokSeq(Objective):
 
     def start_epoch(self, epoch: int, total_epochs: int) -> None:
         if self.core.smoother is not None:
-            self.core.smoother.start_epoch()
+            self.core.smoother.start_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The token smoother's state (the sequence sampler draws from the global RNGs, saved by ``last.pt``,
+        and holds no state that changes over training)."""
+        return {"smoother": self.core.smoother.state_dict()} if self.core.smoother is not None else {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.core.smoother is not None:
+            self.core.smoother.load_state_dict(state.get("smoother", {}))
 
     def __call__(self, model: torch.nn.Module, batch: Batch) -> LossOutput:
         return self.core.loss(model, batch)

@@ -11,7 +11,7 @@ target's entropy, a constant). r is supported on the ``top_k`` most similar toke
 (:mod:`searnn.smoothing.similarity`); ``similarity: uniform`` is the constant-similarity case,
 i.e. uniform label smoothing over the whole vocabulary minus PAD/BOS/UNK, computed exactly.
 
-Differences from the authors' code (PEERS.md 1.1.5): similarities are the paper's cosine, not
+Differences from the authors' code (docs/METHODS.md §7.2): similarities are the paper's cosine, not
 ``(1 + cos) / 2``; eq. 14's penalty is divided by tau with the similarity (the code subtracted
 ``tau * beta * F`` first); storage is ``O(V k)``, never a dense ``V x V`` matrix.
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -146,6 +147,7 @@ class TokenSmoother:
         self.freq: Tensor | None = None
         self.steps_since_refresh = 0
         self.refresh_pending = False
+        self.epoch: int | None = None  # the epoch of the last start_epoch call
         if options.beta > 0 and options.similarity != "uniform":
             seqs = [s + [EOS_ID] for s in training_sequences(task)]
             self.freq = simlib.token_frequencies(seqs, self.vocab_size)
@@ -181,9 +183,43 @@ class TokenSmoother:
         self.steps_since_refresh = 0
         self.refresh_pending = False
 
-    def start_epoch(self) -> None:
+    def start_epoch(self, epoch: int) -> None:
+        """Schedule the per-epoch refresh (``model`` similarity, ``refresh_every`` 0). A call for the epoch
+        a restored state was saved in (a resumed run) changes nothing: the state already holds it."""
+        if epoch == self.epoch:
+            return
+        self.epoch = epoch
         if self.options.similarity == "model" and self.options.refresh_every == 0:
             self.refresh_pending = True
+
+    # -- resumption -------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """The refresh schedule and, for the ``model`` similarity (which changes over training), the
+        current table: ``indices, values, probs (V, k)``, ``neg_entropy (V,)``. The other similarities are
+        rebuilt from their fixed source on first use, identically."""
+        state: dict[str, Any] = {
+            "epoch": self.epoch,
+            "steps_since_refresh": self.steps_since_refresh,
+            "refresh_pending": self.refresh_pending,
+        }
+        if self.options.similarity == "model" and self.sim is not None:
+            state["table"] = {
+                "indices": self.sim.indices, "values": self.sim.values,
+                "probs": self.probs, "neg_entropy": self.neg_entropy,
+            }
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; tensors move to the model's device on the next :meth:`prepare`."""
+        epoch = state.get("epoch")
+        self.epoch = None if epoch is None else int(epoch)
+        self.steps_since_refresh = int(state.get("steps_since_refresh", 0))
+        self.refresh_pending = bool(state.get("refresh_pending", False))
+        table = state.get("table")
+        if table is not None:
+            self.sim = simlib.SparseSimilarity(table["indices"], table["values"])
+            self.probs, self.neg_entropy = table["probs"], table["neg_entropy"]
 
     def prepare(self, model: torch.nn.Module, device: torch.device) -> None:
         """Build on first use; refresh model similarities on schedule. Call once per training step."""
@@ -299,7 +335,14 @@ class TokenSmoothing(Objective):
         self.smoother = TokenSmoother(config, task)
 
     def start_epoch(self, epoch: int, total_epochs: int) -> None:
-        self.smoother.start_epoch()
+        self.smoother.start_epoch(epoch)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The token smoother's state (:meth:`TokenSmoother.state_dict`)."""
+        return {"smoother": self.smoother.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.smoother.load_state_dict(state.get("smoother", {}))
 
     def __call__(self, model: torch.nn.Module, batch: Batch) -> LossOutput:
         logits = model(batch.src, batch.src_len, batch.decoder_input)  # (B, T, V)

@@ -1,6 +1,6 @@
 """The SeaRNN search: roll in, choose (cell, token) pairs, roll out, score, return the cost tensor.
 
-:func:`search` runs the whole pipeline of one training step (SEARNN.md 1.1, steps 2 and 4a-g) with
+:func:`search` runs the whole pipeline of one training step (docs/METHODS.md §2, steps 1-5) with
 vectorised tensor code (loops run over time steps only):
 
 1. roll in (:mod:`searnn.search.rollin`), keeping every cell's logits and decoder state;

@@ -1,4 +1,4 @@
-"""Exploration: which cells and which tokens of the roll-in are rolled out (SEARNN.md section 3).
+"""Exploration: which cells and which tokens of the roll-in are rolled out (docs/METHODS.md §2.3).
 
 Everything is a boolean mask built with vectorised tensor operations (no loop over examples, cells or
 tokens):

@@ -5,15 +5,15 @@ the model's scores for that position (with gradient, they receive the cost-sensi
 state is the decoder state *after* producing those logits, from which a roll-out feeds a candidate token
 for position ``t`` and continues. The last cell of every roll-in is its EOS cell (the decision to stop).
 
-Roll-in policies (SEARNN.md 1.2):
+Roll-in policies (docs/METHODS.md §2.1):
 
 * ``reference``: teacher forcing on the ground truth (the fast teacher-forced path of the model);
 * ``learned``: the model's greedy argmax is fed back (PAD and BOS never, EOS blocked on fixed-length
   tasks: the same decisions as :func:`searnn.decoding.greedy`);
 * ``mixed``: per sequence, reference with probability ``p``, else learned, for the whole sequence;
 * ``mixed-cell``: per (sequence, step), reference with probability ``p``; the reference token is the
-  oracle's next token for the prefix rolled in so far (``cost.complete``; for Hamming the ground-truth
-  token at that position).
+  oracle's next token for the prefix rolled in so far: the first token of its full completion
+  (``cost.complete``; for Hamming the ground-truth token at that position).
 
 Lengths. Fixed-length tasks (one output per source position): every roll-in has exactly ``tgt_len``
 cells (the tokens, then the EOS cell, where EOS is forced). Variable-length tasks: a roll-in ends at the
@@ -23,7 +23,7 @@ it has at most ``cap + 1`` cells; a reference roll-in has ``tgt_len`` cells.
 Decisions vs gradient. The roll-in's decisions (tokens fed back) and the states the roll-outs start
 from are computed in eval mode without gradient: the same policy as test-time decoding and as the
 roll-outs (the reference code takes learned roll-in decisions with dropout on but rolls out in eval
-mode, SEARNN.md 8). The logits that receive the loss are recomputed in the model's own mode (dropout on
+mode, docs/METHODS.md §7.1). The logits that receive the loss are recomputed in the model's own mode (dropout on
 while training) by one teacher-forced pass over the chosen tokens, the model's fast path: the gradient
 costs what MLE's costs.
 """
@@ -228,7 +228,7 @@ def _stepwise(
             choice = torch.where(reference_rows, gt[:, t], choice)
         elif mode == "mixed-cell":
             coin = torch.rand(b, device=device) < ref_prob
-            ref_next = _oracle_next(oracle, tokens, t, batch)
+            ref_next = _oracle_next(oracle, tokens, t, batch.tgt, ref_tokens, max_cells - 1)
             if fixed_length:  # an oracle stopping early cannot be followed: keep the position's token
                 ref_next = torch.where(ref_next == EOS_ID, gt[:, t], ref_next)
             choice = torch.where(coin, ref_next, choice)
@@ -249,12 +249,21 @@ def _stepwise(
     return _Decisions(tokens, cells, states, enc, reference_rows, last_deviation)
 
 
-def _oracle_next(oracle: Cost | None, tokens: torch.Tensor, t: int, batch: Batch) -> torch.Tensor:
-    """The oracle's next token after the roll-in prefix ``tokens[:, :t]`` (EOS when it would stop)."""
+def _oracle_next(
+    oracle: Cost | None, tokens: torch.Tensor, t: int, ref: torch.Tensor, ref_len: torch.Tensor, max_len: int
+) -> torch.Tensor:
+    """The oracle's next token after the roll-in prefix ``tokens[:, :t]``: the first token of its full
+    cost-minimising completion (``cost.complete`` with room up to ``max_len`` tokens in all, the bound of
+    the roll-in and the roll-outs), EOS when that completion is empty.
+
+    tokens ``(B, >= t)``, ref ``(B, T')``, ref_len ``(B,)`` -> ``(B,)`` long. (A completion cut to one token
+    would be the best one-token-then-stop completion instead, whose token is often not optimal: for the
+    reference ``ab`` and the edit cost, ``b`` ties with ``a`` at one token, but only ``a`` starts ``ab``.)
+    """
     assert oracle is not None
     b = tokens.shape[0]
     prefix_len = torch.full((b,), t, dtype=torch.long, device=tokens.device)
-    seq, seq_len = oracle.complete(tokens[:, :t], prefix_len, batch.tgt, batch.tgt_len - 1, t + 1)
+    seq, seq_len = oracle.complete(tokens[:, :t], prefix_len, ref, ref_len, max_len)
     if seq.shape[1] <= t:
         return torch.full((b,), EOS_ID, dtype=torch.long, device=tokens.device)
     nxt = seq[:, t]

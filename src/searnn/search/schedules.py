@@ -43,6 +43,10 @@ class Progress:
     number of batches per epoch is learnt from the first epoch, so during epoch 0 the progress only
     moves at the epoch boundary; afterwards it moves per batch. Without any ``start_epoch`` call the
     progress stays 0 (a schedule then acts as ``constant``).
+
+    Resumption: :meth:`state_dict` holds every counter. A ``start_epoch`` call for the epoch the state
+    was saved in (a run resumed mid-epoch, or before the first batch of an epoch) keeps the batches already
+    counted in it, so a resumed run sees the same progress at every batch as an uninterrupted one.
     """
 
     def __init__(self) -> None:
@@ -50,16 +54,25 @@ class Progress:
         self.total_epochs = 0
         self.calls_in_epoch = 0
         self.steps_per_epoch = 0
+        self.started = False  # start_epoch(self.epoch, ...) has run (its batches are in calls_in_epoch)
 
     def start_epoch(self, epoch: int, total_epochs: int) -> None:
+        if self.started and epoch == self.epoch:  # re-entering the epoch of a restored state: keep its count
+            self.total_epochs = total_epochs
+            return
         if self.calls_in_epoch > 0:
             self.steps_per_epoch = max(self.steps_per_epoch, self.calls_in_epoch)
         self.epoch = epoch
         self.total_epochs = total_epochs
         self.calls_in_epoch = 0
+        self.started = True
 
     def step(self) -> None:
         self.calls_in_epoch += 1
+
+    def unstep(self) -> None:
+        """Undo :meth:`step` (the batch it counted was not trained: interrupted or failed)."""
+        self.calls_in_epoch = max(self.calls_in_epoch - 1, 0)
 
     @property
     def value(self) -> float:
@@ -70,3 +83,21 @@ class Progress:
         if self.steps_per_epoch > 0:
             within = min(self.calls_in_epoch / self.steps_per_epoch, 1.0)
         return min(max((self.epoch + within) / self.total_epochs, 0.0), 1.0)
+
+    def state_dict(self) -> dict[str, int | bool]:
+        """Every counter (``last.pt`` holds it through the objective's ``state_dict``)."""
+        return {
+            "epoch": self.epoch,
+            "total_epochs": self.total_epochs,
+            "calls_in_epoch": self.calls_in_epoch,
+            "steps_per_epoch": self.steps_per_epoch,
+            "started": self.started,
+        }
+
+    def load_state_dict(self, state: dict[str, int | bool]) -> None:
+        """Restore :meth:`state_dict`; a state of older checkpoints (only ``steps_per_epoch``) restores that."""
+        self.epoch = int(state.get("epoch", 0))
+        self.total_epochs = int(state.get("total_epochs", 0))
+        self.calls_in_epoch = int(state.get("calls_in_epoch", 0))
+        self.steps_per_epoch = int(state.get("steps_per_epoch", 0))
+        self.started = bool(state.get("started", False))

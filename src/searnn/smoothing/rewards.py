@@ -11,7 +11,7 @@ Sequences are target token ids without BOS/EOS; positions at or beyond a length 
 * ``bleu``: smoothed sentence BLEU-4 in [0, 1], exactly sacrebleu's ``sentence_bleu`` on the token ids
   (``smooth_method="exp"``, i.e. NIST/mteval-v13a smoothing, effective order, clipping by the maximum
   count over references, closest reference length with ties to the shorter). It is computed on
-  **token** n-grams, never on the characters of detokenised strings (PEERS.md 1.1.7, bug 1).
+  **token** n-grams, never on the characters of detokenised strings (docs/METHODS.md §7.2).
 * ``cider``: CIDEr-D (Vedantam et al., 2015) with document frequencies from the training references
   (:class:`CiderD`), in [0, 10] for a single reference.
 * ``hamming``: minus the number of mismatching positions (positions past the shorter sequence count as

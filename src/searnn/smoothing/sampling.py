@@ -1,11 +1,11 @@
 """Stratified sampling around a reference sequence (Norouzi et al. 2016; Elbayad et al. 2018, sec. 3.2).
 
 The Hamming proposal ``q(y | y*)`` draws, for **each** sequence independently (never one distance per
-batch, PEERS.md 1.1.7 bug 2):
+batch, docs/METHODS.md §7.2):
 
 1. a distance d in ``0..T`` (T = that sentence's length, EOS excluded) from the exact distribution
    ``p(d) ∝ C(T, d) (n - 1)^d exp(-d / tau)``, computed in log-space and normalised with logsumexp
-   (n = size of the substitution pool; PEERS.md bug 3 was a linear-space version);
+   (n = size of the substitution pool; docs/METHODS.md §7.2: the authors' was in linear space);
 2. d distinct positions among the T, uniformly, without replacement (the d smallest of T random keys);
 3. for each chosen position a substitute uniformly from the pool minus the original token, so the sample is
    at Hamming distance exactly d.

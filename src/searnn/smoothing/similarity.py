@@ -3,7 +3,7 @@
 A similarity is stored **sparsely**: for every token v its ``k`` most similar tokens (cosine similarity
 of word vectors, v itself always first with similarity 1) as ``indices (V, k)`` and ``values (V, k)``.
 It is computed in row chunks, so neither storage nor any intermediate is ever a dense ``V x V`` matrix
-(PEERS.md 1.1.5 and 1.1.7: the authors' dense pickles reach gigabytes).
+(docs/METHODS.md §7.2: the authors' dense pickles reach gigabytes).
 
 Vector sources:
 
