@@ -247,20 +247,26 @@ def finished_results(cfg: RunConfig, warn: Callable[[str], None]) -> dict[str, A
 
 
 def rng_state() -> dict[str, Any]:
-    """The torch, python and numpy RNG states as tensors and plain lists/ints/floats (``weights_only`` safe)."""
+    """The torch (CPU and, when in use, CUDA), python and numpy RNG states as tensors and plain
+    lists/ints/floats (``weights_only`` safe)."""
     version, internal, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    return {
+    state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         "python": {"version": int(version), "internal": [int(x) for x in internal], "gauss": gauss},
         "numpy": {"kind": str(kind), "keys": [int(x) for x in keys], "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached": float(cached)},
     }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()  # dropout and sampling on the GPU draw from these
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore the states of :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
     py, npy = state["python"], state["numpy"]
     random.setstate((py["version"], tuple(py["internal"]), py["gauss"]))
     np.random.set_state((npy["kind"], np.asarray(npy["keys"], dtype=np.uint32), npy["pos"], npy["has_gauss"],

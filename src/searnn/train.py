@@ -169,15 +169,17 @@ class Trainer:
             self.warm_start(Path(t.warm_start))
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def save_last(self) -> None:
-        """Write ``last.pt`` (the previous one is kept as ``last.prev.pt``); tensors and plain data only."""
+    def save_last(self, rng: dict[str, Any] | None = None) -> None:
+        """Write ``last.pt`` (the previous one is kept as ``last.prev.pt``); tensors and plain data only.
+        ``rng``: the random-generator states to save (default: the current ones); an interrupted batch saves
+        the states it started from, so that the resumed run redraws the same random choices for it."""
         ckpt.save_last(
             {
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "plateau": self.plateau.state_dict(),
                 "state": asdict(self.state),
-                "rng": ckpt.rng_state(),
+                "rng": rng if rng is not None else ckpt.rng_state(),
                 "objective": getattr(self.objective, "state_dict", dict)(),
                 "divergence": self.guard.state_dict(),
             },
@@ -226,6 +228,7 @@ class Trainer:
         last_ckpt = time.monotonic()
         for i in range(st.batch, len(batches)):
             start = time.perf_counter()
+            self.batch_rng = ckpt.rng_state()  # saved instead of the current states if this batch is interrupted
             batch = batches[i].to(self.device)
             out = self.objective(self.model, batch)
             where = f"epoch {epoch + 1}, batch {i + 1}"
@@ -317,7 +320,7 @@ class Trainer:
             except KeyboardInterrupt:
                 # Ctrl-C / SIGTERM between or inside batches: keep every completed batch. The optimizer step
                 # and the loop position are updated together after each batch, so last.pt is consistent.
-                self.save_last()
+                self.save_last(rng=getattr(self, "batch_rng", None))
                 log(f"interrupted at epoch {st.epoch + 1}, batch {st.batch}: saved {self.run_dir / ckpt.LAST}")
                 raise
             self.end_epoch(st.epoch)
