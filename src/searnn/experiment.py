@@ -542,7 +542,7 @@ def write_results(grid: Grid, failures: list[Failure]) -> str:
     groups = collect(grid)
     table = report.markdown_table(groups, "row")
     title = f"# {grid.name}\n\n" + (f"{grid.description.strip()}\n\n" if grid.description.strip() else "")
-    text = f"{title}{table}\n\n{report.TABLE_NOTE}\n"
+    text = f"{title}{table}\n\n{report.TABLE_NOTE}\n\n{report.versions_note(groups)}\n"
     missing = [r for r in grid.runs if not (r.run_dir / report.RESULTS).exists()]
     if missing:
         text += f"\nMissing ({len(missing)}): " + ", ".join(r.label for r in missing) + "\n"

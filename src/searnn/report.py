@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,9 @@ class RunResult:
     train_seconds: float | None
     config: dict[str, Any] = field(default_factory=dict)
     """The run's resolved options, flat (``results.json``'s ``config`` sections merged)."""
+    versions: tuple[str, ...] = ()
+    """The code versions that trained and evaluated the run (:func:`searnn.provenance.short_version`);
+    ``("unknown",)`` for runs written before versions were recorded."""
 
 
 def _number(value: Any) -> float | None:
@@ -194,6 +198,7 @@ def load_result(run_dir: str | Path) -> RunResult:
         seconds_per_epoch=_number(data.get("seconds_per_epoch")),
         train_seconds=_number(data.get("train_seconds")),
         config=_flat_config(data.get("config")),
+        versions=run_versions(data),
     )
 
 
@@ -309,6 +314,7 @@ class Group:
             "seconds_per_epoch": self.stat("seconds_per_epoch").to_json(),
             "train_seconds": {**self.stat("train_seconds").to_json(), "total": self.stat("train_seconds").total},
             "run_dirs": [str(r.run_dir) for r in self.runs],
+            "versions": [list(r.versions) for r in self.runs],
         }
 
 
@@ -444,6 +450,30 @@ TABLE_NOTE = (
 )
 
 
+def run_versions(data: dict[str, Any]) -> tuple[str, ...]:
+    """The code versions of a run's ``results.json``: those of its training epochs (``trained_with``) and the
+    one that evaluated it (``code``), each as :func:`searnn.provenance.short_version`."""
+    from searnn.provenance import short_version
+
+    labels = [str(v) for v in data.get("trained_with", []) if isinstance(v, str)]
+    code = data.get("code")
+    if isinstance(code, dict):
+        labels.append(short_version(code))
+    elif "torch_version" in data:  # written before provenance: the package and torch versions only
+        labels.append(f"v{data.get('searnn_version', '?')} torch {data['torch_version']} (no commit recorded)")
+    return tuple(dict.fromkeys(labels)) or ("unknown",)
+
+
+def versions_note(groups: Sequence[Group]) -> str:
+    """One line naming the code versions of the runs in a table, with a warning when there are several (a
+    change that only moves float rounding can move a long run by more than the seed spread)."""
+    versions = list(dict.fromkeys(v for g in groups for r in g.runs for v in r.versions))
+    if len(versions) <= 1:
+        return f"Code: {versions[0] if versions else 'unknown'}."
+    return (f"Warning: this table mixes {len(versions)} code versions ({'; '.join(versions)}): rows may not "
+            "be comparable; rerun them with one version.")
+
+
 def report_json(groups: Sequence[Group], group_by: str, **extra: Any) -> dict[str, Any]:
     return {**extra, "group_by": group_by, "rows": [g.to_json() for g in groups]}
 
@@ -498,7 +528,9 @@ def main(argv: list[str]) -> int:
         groups = in_order(groups, grid_row_order(args.paths))
     table = markdown_table(groups, args.group_by)
     pending = unfinished_runs(args.paths)
-    text = table + "\n\n" + TABLE_NOTE
+    text = table + "\n\n" + TABLE_NOTE + "\n\n" + versions_note(groups)
+    if len({v for g in groups for r in g.runs for v in r.versions}) > 1:
+        print(versions_note(groups), file=sys.stderr)
     if pending:
         text += f"\n\n{len(pending)} unfinished run(s) left out: " + ", ".join(str(p) for p in pending)
     print(text)

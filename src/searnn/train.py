@@ -34,6 +34,7 @@ from searnn.errors import SearnnError
 from searnn.evaluate import evaluate
 from searnn.models import Seq2Seq
 from searnn.objectives import OBJECTIVES
+from searnn.provenance import code_version, short_version
 
 
 def resolve_device(name: str) -> torch.device:
@@ -298,6 +299,7 @@ class Trainer:
             "train_seconds": st.train_seconds,
             "examples_per_second": sums.get("examples", 0.0) / max(st.epoch_seconds, 1e-9),
             "batches": int(sums.get("n_batches", 0)),
+            "code": code_version(self.device),
         }
         record.update({k[4:]: v / n for k, v in sums.items() if k.startswith("log:")})
         ckpt.append_jsonl(self.run_dir / ckpt.METRICS_LOG, record)
@@ -364,6 +366,9 @@ class Trainer:
             "parameters": self.model.num_parameters(),
             "searnn_version": searnn.__version__,
             "torch_version": torch.__version__,
+            "code": code_version(self.device),
+            "trained_with": list(dict.fromkeys(short_version(r["code"]) for r in history
+                                               if isinstance(r.get("code"), dict))),
             "config": self.cfg.to_dict(),
         }
         ckpt.atomic_write_text(json.dumps(results, indent=2, default=_json_default), self.run_dir / ckpt.RESULTS)

@@ -1,0 +1,69 @@
+"""Provenance: which code, torch and device produced a result.
+
+Every ``results.json`` and every ``metrics.jsonl`` record carries :func:`code_version`'s dict, so a table
+can say which commit made it and ``searnn report`` can warn when one table mixes code versions (a change
+that only moves float rounding can move a 40-epoch result by more than the seed spread; see
+``RESULTS.md``). The git commit is read from the checkout the package runs from, without running git when
+it is not installed: a package installed from a wheel reports its version only.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import searnn
+
+VERSION_KEYS = ("searnn_version", "git_commit", "git_dirty", "torch_version")
+"""The keys of :func:`code_version` that identify the code (the device is reported, not compared)."""
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def git_version() -> tuple[str | None, bool | None]:
+    """``(commit, dirty)`` of the git checkout holding this package's source, or ``(None, None)`` when the
+    package does not run from a checkout (a wheel install) or git is missing. ``dirty``: tracked files
+    under ``src/`` differ from the commit (untracked files and run directories do not count)."""
+    src = Path(searnn.__file__).resolve().parent
+    root = _git(["rev-parse", "--show-toplevel"], src)
+    if root is None or not (Path(root) / "pyproject.toml").is_file():
+        return None, None
+    if not src.is_relative_to((Path(root) / "src" / "searnn").resolve()):  # e.g. a wheel in a venv in the checkout
+        return None, None
+    commit = _git(["rev-parse", "HEAD"], Path(root))
+    if commit is None:
+        return None, None
+    status = _git(["status", "--porcelain", "--untracked-files=no", "--", "src"], Path(root))
+    return commit, bool(status) if status is not None else None
+
+
+def code_version(device: str | torch.device | None = None) -> dict[str, Any]:
+    """``{"searnn_version", "git_commit", "git_dirty", "torch_version", "device"}``; the git fields are
+    ``None`` outside a checkout."""
+    commit, dirty = git_version()
+    return {
+        "searnn_version": searnn.__version__,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "torch_version": torch.__version__,
+        "device": str(device) if device is not None else None,
+    }
+
+
+def short_version(info: dict[str, Any]) -> str:
+    """One label for a code version: ``<commit[:7]>[+dirty]`` or ``v<searnn_version>``, plus torch."""
+    commit = info.get("git_commit")
+    code = f"{str(commit)[:7]}{'+dirty' if info.get('git_dirty') else ''}" if commit else (
+        f"v{info.get('searnn_version', '?')}")
+    return f"{code} torch {info.get('torch_version', '?')}"
