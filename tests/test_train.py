@@ -90,7 +90,7 @@ def test_ctrl_c_inside_a_random_batch_resumes_exactly(tmp_path):
     """Ctrl-C in the middle of a batch whose objective draws random numbers (mixed roll-in and roll-out):
     last.pt holds the generator states the batch started from, so the redone batch draws the same."""
     opts = {"objective": "searnn", "rollin": "mixed", "rollout": "mixed", "sample_tokens": "uniform",
-            "num_tokens": 3, "epochs": 1}
+            "num_tokens": 3, "epochs": 2, "rollin_schedule": "linear"}
     Trainer(small(tmp_path, name="a", **opts)).fit()
     part = Trainer(small(tmp_path, name="c", **opts))
     real = part.objective
@@ -102,15 +102,15 @@ def test_ctrl_c_inside_a_random_batch_resumes_exactly(tmp_path):
 
         def __call__(self, model, batch):
             calls["n"] += 1
-            out = real(model, batch)  # draws from the generators ...
-            if calls["n"] == 3:
+            out = real(model, batch)  # draws from the generators and counts the batch in the schedule ...
+            if calls["n"] == 5:
                 raise KeyboardInterrupt  # ... then the batch is cut before its optimizer step
             return out
 
     part.objective = Interrupting()
     with pytest.raises(KeyboardInterrupt):
         part.fit()
-    assert part.state.batch == 2
+    assert part.state.epoch == 1 and part.state.batch == 1  # 3 batches per epoch: cut in epoch 2, batch 2
     Trainer(small(tmp_path, name="c", **opts)).fit()
     la = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
     lc = torch.load(tmp_path / "c" / "last.pt", weights_only=True)["model"]

@@ -170,10 +170,11 @@ class Trainer:
             self.warm_start(Path(t.warm_start))
 
     # -- checkpoints -------------------------------------------------------------------------------
-    def save_last(self, rng: dict[str, Any] | None = None) -> None:
+    def save_last(self, rng: dict[str, Any] | None = None, objective: dict[str, Any] | None = None) -> None:
         """Write ``last.pt`` (the previous one is kept as ``last.prev.pt``); tensors and plain data only.
-        ``rng``: the random-generator states to save (default: the current ones); an interrupted batch saves
-        the states it started from, so that the resumed run redraws the same random choices for it."""
+        ``rng`` / ``objective``: the random-generator and objective states to save (default: the current
+        ones); an interrupted batch saves the states it started from, so that the resumed run redoes it
+        exactly (same random choices, same schedule progress)."""
         ckpt.save_last(
             {
                 "model": self.model.state_dict(),
@@ -181,7 +182,7 @@ class Trainer:
                 "plateau": self.plateau.state_dict(),
                 "state": asdict(self.state),
                 "rng": rng if rng is not None else ckpt.rng_state(),
-                "objective": getattr(self.objective, "state_dict", dict)(),
+                "objective": objective if objective is not None else getattr(self.objective, "state_dict", dict)(),
                 "divergence": self.guard.state_dict(),
             },
             self.run_dir,
@@ -229,7 +230,10 @@ class Trainer:
         last_ckpt = time.monotonic()
         for i in range(st.batch, len(batches)):
             start = time.perf_counter()
-            self.batch_rng = ckpt.rng_state()  # saved instead of the current states if this batch is interrupted
+            # The states this batch starts from, saved instead of the current ones if it is interrupted. An
+            # objective's state_dict holds counters and references to tensors it replaces, never mutates.
+            self.batch_rng = ckpt.rng_state()
+            self.batch_objective = getattr(self.objective, "state_dict", dict)()
             batch = batches[i].to(self.device)
             out = self.objective(self.model, batch)
             where = f"epoch {epoch + 1}, batch {i + 1}"
@@ -322,7 +326,7 @@ class Trainer:
             except KeyboardInterrupt:
                 # Ctrl-C / SIGTERM between or inside batches: keep every completed batch. The optimizer step
                 # and the loop position are updated together after each batch, so last.pt is consistent.
-                self.save_last(rng=getattr(self, "batch_rng", None))
+                self.save_last(rng=getattr(self, "batch_rng", None), objective=getattr(self, "batch_objective", None))
                 log(f"interrupted at epoch {st.epoch + 1}, batch {st.batch}: saved {self.run_dir / ckpt.LAST}")
                 raise
             self.end_epoch(st.epoch)
