@@ -588,3 +588,58 @@ def test_dry_run_shows_runs_being_trained_by_another_process(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     busy = [ln for ln in lines if "being trained by process" in ln]
     assert len(busy) == 1 and "b/seed2" in busy[0] and f"process {os.getpid()}" in busy[0]
+
+
+DEPENDENT_TRAIN = r'''
+import json, sys, time
+from pathlib import Path
+import yaml
+
+opts = yaml.safe_load(Path(sys.argv[1]).read_text())
+run_dir = Path(opts["run_dir"])
+if opts.get("warm_start"):
+    if not (Path(opts["warm_start"]) / "best.pt").exists():
+        print("warm start missing", flush=True)
+        sys.exit(4)
+else:
+    time.sleep(1.0)
+    if opts["lr"] == 0.5:
+        sys.exit(3)
+    (run_dir / "best.pt").write_text("x")
+results = {"task": "ocr", "objective": "mle", "metric": "cer", "lower_is_better": True, "valid": {"cer": 1.0},
+           "test": {"cer": 2.0}, "best_epoch": 1, "epochs": 1, "seed": opts["seed"]}
+(run_dir / "results.json").write_text(json.dumps(results))
+'''
+
+DEPENDENT_GRID = """\
+name: dep
+out: {out}
+jobs: 3
+seeds: [1, 2]
+base: {{task: ocr, epochs: 1, lr: {lr}}}
+runs:
+  - name: finetune
+    warm_start: {out}/base/seed{{seed}}
+  - name: base
+"""
+
+
+@pytest.mark.parametrize("lr", [0.1, 0.5])
+def test_a_run_warm_starting_from_another_row_waits_for_it(tmp_path, monkeypatch, lr):
+    """The fine-tuning row is listed first and jobs allow every run at once, yet each fine-tuning run starts
+    only after the base run it warm-starts from has finished; when that one fails, it is not started."""
+    script = tmp_path / "dep_train.py"
+    script.write_text(DEPENDENT_TRAIN)
+    monkeypatch.setattr(experiment, "train_command", lambda options: [sys.executable, str(script), str(options)])
+    out = tmp_path / "runs"
+    grid = experiment.load_grid(write_grid(tmp_path, DEPENDENT_GRID.format(out=out, lr=lr)))
+    lines: list[str] = []
+    failures = experiment.launch(grid, grid.jobs, echo=lines.append, poll_seconds=0.05)
+    if lr == 0.1:
+        assert failures == [], lines
+        assert all((out / row / f"seed{k}" / "results.json").exists() for row in ("base", "finetune") for k in (1, 2))
+    else:
+        assert sorted(f.run.label for f in failures) == ["base/seed1", "base/seed2", "finetune/seed1",
+                                                         "finetune/seed2"]
+        assert any("not started: its warm start base/seed1 failed" in f.reason for f in failures)
+        assert not (out / "finetune" / "seed1" / "train.log").exists()

@@ -450,10 +450,20 @@ def launch(
     waiting: list[PlannedRun] = []  # locked by a trainer that this grid did not start
     finished = 0
     env = dict(os.environ)
+    producers = {label: p for label, p in warm_start_producers(grid).items() if p.status != "done"}
     try:
         while queue or active or waiting:
-            while queue and len(active) < jobs:
-                run = queue.pop(0)
+            for run in [r for r in queue if r.label in producers]:  # its warm start failed: it cannot start
+                producer = producers[run.label]
+                if any(f.run is producer for f in failures):
+                    queue.remove(run)
+                    failures.append(Failure(run, f"not started: its warm start {producer.label} failed",
+                                            run.run_dir / LOG_FILE))
+                    echo(f"FAILED {run.label} (not started: its warm start {producer.label} failed)")
+            while len(active) < jobs:
+                run = _next_ready(queue, producers)
+                if run is None:
+                    break
                 holder = lock_holder(run.run_dir)
                 if holder is not None:
                     waiting.append(run)
@@ -557,6 +567,34 @@ def write_results(grid: Grid, failures: list[Failure]) -> str:
     return text
 
 
+def warm_start_producers(grid: Grid) -> dict[str, PlannedRun]:
+    """``{label: producer}`` for every run whose ``warm_start`` is the run directory (or its ``best.pt``) of
+    another run of this grid: the launcher starts it only once its producer has finished."""
+    from searnn.checkpoint import BEST
+
+    produced = {r.run_dir.resolve(): r for r in grid.runs}
+    found: dict[str, PlannedRun] = {}
+    for run in grid.runs:
+        source = run.config.train.warm_start
+        if not source:
+            continue
+        target = Path(source).expanduser().resolve()
+        producer = produced.get(target) or (produced.get(target.parent) if target.name == BEST else None)
+        if producer is not None and producer is not run:
+            found[run.label] = producer
+    return found
+
+
+def _next_ready(queue: list[PlannedRun], producers: dict[str, PlannedRun]) -> PlannedRun | None:
+    """The first queued run whose warm-start producer (if any) is done; ``None`` when all wait for one."""
+    for run in queue:
+        producer = producers.get(run.label)
+        if producer is None or producer.status == "done":
+            queue.remove(run)
+            return run
+    return None
+
+
 def warm_start_notes(grid: Grid) -> tuple[dict[str, str], list[str]]:
     """Check every run's ``warm_start`` (after ``{seed}`` substitution, relative to the working directory).
 
@@ -565,7 +603,7 @@ def warm_start_notes(grid: Grid) -> tuple[dict[str, str], list[str]]:
     whose warm start neither exists nor is produced by the grid."""
     from searnn.checkpoint import BEST
 
-    produced = {r.run_dir.resolve(): r for r in grid.runs}
+    producers = warm_start_producers(grid)
     notes: dict[str, str] = {}
     missing: list[str] = []
     for run in grid.runs:
@@ -575,9 +613,8 @@ def warm_start_notes(grid: Grid) -> tuple[dict[str, str], list[str]]:
         path = Path(source).expanduser()
         if (path / BEST if path.is_dir() else path).is_file():
             continue
-        target = path.resolve()
-        producer = produced.get(target) or (produced.get(target.parent) if target.name == BEST else None)
-        if producer is not None and producer is not run:
+        producer = producers.get(run.label)
+        if producer is not None:
             notes[run.label] = f"warm start {source} will exist after row {producer.row!r}, seed {producer.seed}"
         else:
             missing.append(f"{grid.path}: row {run.row!r}, seed {run.seed}: warm_start {source!r} does not exist "
