@@ -118,3 +118,18 @@ def test_output_embeddings_lookup():
     assert sim.output_embeddings(M(), 12).shape == (12, 3)
     with pytest.raises(Exception, match="output projection"):
         sim.output_embeddings(torch.nn.Linear(3, 5), 12)
+
+
+def test_word_vectors_with_bom_and_bad_utf8(tmp_path):
+    from searnn.data.vocab import Vocab
+    from searnn.errors import DataError
+    from searnn.smoothing.similarity import load_word_vectors
+
+    vocab = Vocab.build([["cat", "dog"]])
+    path = tmp_path / "vec.txt"
+    path.write_bytes("\ufeffcat 1.0 2.0\ndog 3.0 4.0\n".encode())
+    vectors, found = load_word_vectors(path, vocab)
+    assert found[vocab.stoi["cat"]] and vectors[vocab.stoi["cat"]].tolist() == [1.0, 2.0]
+    path.write_bytes(b"cat 1.0 2.0\n\xff\xfe 1.0 2.0\n")
+    with pytest.raises(DataError, match="not valid UTF-8"):
+        load_word_vectors(path, vocab)

@@ -23,16 +23,15 @@ themselves, and are never anyone's neighbour. PAD, BOS and UNK are never neighbo
 
 from __future__ import annotations
 
-import gzip
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 import torch
 from torch import Tensor
 
+from searnn.data.io import read_lines
 from searnn.data.vocab import BOS_ID, PAD_ID, UNK_ID, Vocab
 from searnn.errors import ConfigError, DataError
 
@@ -119,21 +118,19 @@ def load_word_vectors(path: str | Path, vocab: Vocab) -> tuple[Tensor, Tensor]:
     wanted = {f for fs in forms.values() for f in fs}
     found_vec: dict[str, list[float]] = {}
     dim = None
-    fh: TextIO
-    with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as fh:
-        for lineno, line in enumerate(fh, 1):
-            word, _, rest = line.rstrip("\n").partition(" ")
-            if word not in wanted:
-                continue
-            try:
-                vals = [float(x) for x in rest.split()]
-            except ValueError as exc:
-                raise DataError(f"{path}:{lineno}: malformed vector line ({exc})") from None
-            if dim is None:
-                dim = len(vals)
-            if len(vals) != dim or dim == 0:
-                raise DataError(f"{path}:{lineno}: expected {dim} values, got {len(vals)}")
-            found_vec[word] = vals
+    for lineno, line in read_lines(path):  # BOM removed; bad UTF-8 or gzip data: DataError naming file and line
+        word, _, rest = line.partition(" ")
+        if word not in wanted:
+            continue
+        try:
+            vals = [float(x) for x in rest.split()]
+        except ValueError as exc:
+            raise DataError(f"{path}:{lineno}: malformed vector line ({exc})") from None
+        if dim is None:
+            dim = len(vals)
+        if len(vals) != dim or dim == 0:
+            raise DataError(f"{path}:{lineno}: expected {dim} values, got {len(vals)}")
+        found_vec[word] = vals
     if dim is None:
         raise DataError(f"{path}: no vector for any token of the target vocabulary")
     vectors = torch.zeros(len(vocab), dim)
