@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
+import torch.nn.functional as F
 
 from searnn.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from searnn.models.seq2seq import Seq2Seq
 from searnn.models.state import DecoderState, Encoded
+from searnn.profiling import region
 
 
 def blocked_bias(vocab_size: int, fixed_length: bool, device: torch.device) -> torch.Tensor:
@@ -39,6 +43,83 @@ def token_gates_for(model: Seq2Seq, rows: int, steps: int) -> torch.Tensor | Non
     return model.token_gates()
 
 
+def _projects(model: Seq2Seq) -> bool:
+    """Whether the model's fast steps take a ``project`` argument (models that customise them may not)."""
+    fns = [getattr(model, name, None) for name in ("step_cached", "step_shared")]
+    return all(fn is not None and "project" in inspect.signature(fn).parameters for fn in fns)
+
+
+class Scorer:
+    """Output scores of greedy decoding: the blocked bias folded into the output layer's bias, optionally
+    restricted to a shortlist of tokens (SeaRNN's shortlisted roll-outs), and the shortlist's agreement with
+    the full vocabulary measured on a sample of rows.
+
+    vocab: ``(K,)`` long sorted token ids, or None for the whole vocabulary. A shortlist that holds every
+    token the decoder may emit is the whole vocabulary (same computation, same results). ``stats``: a dict
+    that receives ``shortlist_checked`` / ``shortlist_agree`` counters (rows compared, rows whose
+    shortlist argmax equals the full-vocabulary argmax), about ``check_rows`` rows per step.
+    """
+
+    def __init__(
+        self,
+        model: Seq2Seq,
+        fixed_length: bool,
+        device: torch.device,
+        vocab: torch.Tensor | None = None,
+        stats: dict[str, float] | None = None,
+        check_rows: int = 16,
+    ):
+        self.bias = blocked_bias(model.tgt_vocab_size, fixed_length, device)  # (V,)
+        if vocab is not None:
+            vocab = vocab.to(device).long()
+            vocab = vocab[torch.isfinite(self.bias[vocab])]
+            if int(vocab.numel()) >= int(torch.isfinite(self.bias).sum()):
+                vocab = None  # every emittable token: the full vocabulary
+        self.vocab = vocab
+        self.stats = stats
+        self.check_rows = check_rows
+        out = getattr(model, "out", None)
+        self.fused = isinstance(out, torch.nn.Linear) and out.bias is not None
+        if self.fused:
+            assert isinstance(out, torch.nn.Linear) and out.bias is not None
+            self.weight, self.full_bias = out.weight, out.bias + self.bias  # b + 0 = b exactly
+            if vocab is not None:
+                self.sub_weight = out.weight.index_select(0, vocab).contiguous()  # (K, H)
+                self.sub_bias = self.full_bias.index_select(0, vocab)
+
+    def project(self, o: torch.Tensor) -> torch.Tensor:
+        """Scores ``(N, K)`` (K = V without a shortlist) of attentional outputs ``o (N, H)``, blocked
+        tokens at ``-inf``; for the fast steps' ``project``."""
+        if self.vocab is None:
+            return F.linear(o, self.weight, self.full_bias)
+        scores = F.linear(o, self.sub_weight, self.sub_bias)
+        if self.stats is not None and o.shape[0] > 0:
+            stride = max(o.shape[0] // self.check_rows, 1)
+            probe = o[::stride]
+            full = F.linear(probe, self.weight, self.full_bias).argmax(dim=-1)
+            self._count(self.vocab[scores[::stride].argmax(dim=-1)], full)
+        return scores
+
+    def select(self, logits: torch.Tensor) -> torch.Tensor:
+        """The same scores from full logits ``(N, V)`` (the plain ``step`` path); may modify ``logits``."""
+        logits = logits.add_(self.bias)
+        if self.vocab is None:
+            return logits
+        scores = logits.index_select(1, self.vocab)
+        if self.stats is not None and logits.shape[0] > 0:
+            self._count(self.vocab[scores.argmax(dim=-1)], logits.argmax(dim=-1))
+        return scores
+
+    def tokens(self, best: torch.Tensor) -> torch.Tensor:
+        """Token ids ``(N,)`` of argmax positions ``best (N,)`` of the scores."""
+        return best if self.vocab is None else self.vocab.index_select(0, best)
+
+    def _count(self, short: torch.Tensor, full: torch.Tensor) -> None:
+        assert self.stats is not None
+        self.stats["shortlist_checked"] = self.stats.get("shortlist_checked", 0.0) + float(short.numel())
+        self.stats["shortlist_agree"] = self.stats.get("shortlist_agree", 0.0) + float((short == full).sum())
+
+
 @torch.no_grad()
 def greedy(
     model: Seq2Seq,
@@ -49,6 +130,7 @@ def greedy(
     first_tokens: torch.Tensor | None = None,
     state_rows: torch.Tensor | None = None,
     gates: torch.Tensor | None = None,
+    scorer: Scorer | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Argmax decoding of N rows from ``state``.
 
@@ -71,6 +153,10 @@ def greedy(
     projection of every token is computed once (``model.token_gates``) and each later step looks its
     tokens up (``model.step_cached``): one matmul per step instead of two in that layer. ``gates``: that
     table, when the caller already has it (:func:`token_gates_for`).
+
+    scorer: how the output scores are computed (:class:`Scorer`; default the whole vocabulary). In eval
+    mode the fast steps fold the blocked tokens' ``-inf`` into the output bias (one pass over the
+    ``(A, V)`` scores less per step); a shortlist scorer projects onto its K tokens only.
     """
     n = len(state) if state_rows is None else int(state_rows.shape[0])
     device = state.batch_idx.device
@@ -78,7 +164,9 @@ def greedy(
     width = int(max_len.max()) if n else 0
     tokens = torch.full((n, width), PAD_ID, dtype=torch.long, device=device)
     lengths = torch.zeros(n, dtype=torch.long, device=device)
-    bias = blocked_bias(model.tgt_vocab_size, fixed_length, device)
+    if scorer is None:
+        scorer = Scorer(model, fixed_length, device)
+    fast = not model.training and scorer.fused and _projects(model)
     if state_rows is not None:
         state_rows = state_rows.to(device).long()
     inp = start_tokens(state if state_rows is None else state_rows, first_tokens)
@@ -96,18 +184,30 @@ def greedy(
     for t in range(width):
         if active.numel() == 0:
             break
+        projected = fast
         if state_rows is not None:
             shared = getattr(model, "step_shared", None)
-            if shared is not None:
-                logits, state = shared(enc, state, inp, state_rows)
+            if shared is not None and fast:
+                scores, state = shared(enc, state, inp, state_rows, project=scorer.project)
+            elif shared is not None:
+                scores, state = shared(enc, state, inp, state_rows)
+                projected = False
             else:
-                logits, state = model.step(enc, state.index(state_rows), inp)
+                scores, state = model.step(enc, state.index(state_rows), inp)
+                projected = False
             state_rows = None
+        elif gates is not None and fast:
+            scores, state = model.step_cached(enc, state, inp, gates, project=scorer.project)
         elif gates is not None:
-            logits, state = model.step_cached(enc, state, inp, gates)
+            scores, state = model.step_cached(enc, state, inp, gates)
+            projected = False
         else:
-            logits, state = model.step(enc, state, inp)
-        pred = logits.add_(bias).argmax(dim=-1)  # (A,); logits are not needed after this step
+            scores, state = model.step(enc, state, inp)
+            projected = False
+        with region("decoder.argmax"):
+            if not projected:
+                scores = scorer.select(scores)  # logits are not needed after this step
+            pred = scorer.tokens(scores.argmax(dim=-1))  # (A,)
         ended = pred == EOS_ID
         tokens[active, t] = pred.masked_fill(ended, PAD_ID)
         lengths[active] += (~ended).long()

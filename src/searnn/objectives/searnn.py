@@ -21,11 +21,13 @@ from searnn.data.task import TaskData
 from searnn.errors import ConfigError, unknown_name
 from searnn.objectives.base import NORMALIZATIONS, LossOutput, Objective, ObjectiveConfig, normalize
 from searnn.objectives.cost_sensitive import KL_TIES, LOSSES, min_cost_mask
-from searnn.search.engine import SearchOptions, SearchResult, search
+from searnn.profiling import region
+from searnn.search.engine import SPECIAL_TOKENS, SearchOptions, SearchResult, search
 from searnn.search.exploration import SAMPLERS
 from searnn.search.rollin import ROLLINS
 from searnn.search.rollout import MIX_PER, ROLLOUTS
 from searnn.search.schedules import SCHEDULES, Progress
+from searnn.search.shortlist import ROLLOUT_VOCABS, frequent_tokens
 
 
 @dataclass
@@ -133,6 +135,32 @@ class SearnnConfig(ObjectiveConfig):
     max_len_extra: int = field(
         default=2, metadata={"help": "variable-length tasks: extra tokens allowed beyond the ratio"}
     )
+    rollout_vocab: str = field(
+        default="full",
+        metadata={
+            "help": "argmax of the learned roll-outs over: full (the whole vocabulary, the paper) | shortlist "
+            "(an approximation: the batch's reference tokens, the shortlist_size most frequent target tokens, "
+            "the rolled-out tokens and EOS; logs shortlist_agree, its agreement with the full argmax); the "
+            "roll-in, the loss and evaluation keep the full softmax"
+        },
+    )
+    shortlist_size: int = field(
+        default=1000, metadata={"help": "rollout_vocab=shortlist: most frequent target tokens in the shortlist"}
+    )
+    rollout_horizon: int = field(
+        default=0,
+        metadata={
+            "help": "learned roll-outs decode at most this many tokens, then the cost's reference policy "
+            "completes the sequence (a deviation from the paper; 0 = decode to the end)"
+        },
+    )
+    special_tokens: str = field(
+        default="rollout",
+        metadata={
+            "help": "sample_tokens=all, the tokens no decoder emits (PAD, BOS): rollout (rolled out and in "
+            "the loss: the exact full-softmax losses) | drop (neither rolled out nor in the loss)"
+        },
+    )
 
     def __post_init__(self) -> None:
         choices = {
@@ -144,6 +172,8 @@ class SearnnConfig(ObjectiveConfig):
             "searnn_loss": tuple(LOSSES),
             "kl_ties": KL_TIES,
             "sample_tokens": SAMPLERS,
+            "rollout_vocab": ROLLOUT_VOCABS,
+            "special_tokens": SPECIAL_TOKENS,
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
@@ -161,7 +191,7 @@ class SearnnConfig(ObjectiveConfig):
         if not float(self.max_len_ratio) >= 1.0:
             raise ConfigError(f"max_len_ratio must be >= 1, got {self.max_len_ratio!r}")
         for name, low in (("num_tokens", 1), ("gt_neighbors", 0), ("num_cells", 0), ("rollout_batch_size", 1),
-                          ("max_len_extra", 0)):
+                          ("max_len_extra", 0), ("shortlist_size", 0), ("rollout_horizon", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -181,6 +211,9 @@ class SearnnConfig(ObjectiveConfig):
             rollout_batch_size=self.rollout_batch_size,
             max_len_ratio=float(self.max_len_ratio),
             max_len_extra=self.max_len_extra,
+            rollout_vocab=self.rollout_vocab,
+            rollout_horizon=self.rollout_horizon,
+            special_tokens=self.special_tokens,
         )
 
 
@@ -200,6 +233,9 @@ class SearnnObjective(Objective):
             self.loss_fn = functools.partial(LOSSES["kl"], ties=config.kl_ties)
         self.scale = float(config.kl_scale if config.searnn_loss == "kl" else config.margin_scale)
         self.progress = Progress()
+        self.frequent: torch.Tensor | None = None
+        if config.rollout_vocab == "shortlist":
+            self.frequent = frequent_tokens(task.train, len(task.tgt_vocab), config.shortlist_size)
 
     # -- schedule ----------------------------------------------------------------------------------
     def start_epoch(self, epoch: int, total_epochs: int) -> None:
@@ -218,7 +254,9 @@ class SearnnObjective(Objective):
     # -- loss --------------------------------------------------------------------------------------
     def search(self, model: torch.nn.Module, batch: Batch) -> SearchResult:
         """Roll in and out, return the costs (no loss)."""
-        return search(model, batch, self.cost, self.fixed_length, self.options, self.current_rollin_ref_prob())
+        return search(
+            model, batch, self.cost, self.fixed_length, self.options, self.current_rollin_ref_prob(), self.frequent
+        )
 
     def cell_losses(
         self, model: torch.nn.Module | None, result: SearchResult, logs: dict[str, float]
@@ -247,7 +285,8 @@ class SearnnObjective(Objective):
         self.step_count += 1
         result = self.search(model, batch)
         logs = dict(result.stats)
-        _, loss, denom = self.loss_from(result, model, logs)
+        with region("loss"):
+            _, loss, denom = self.loss_from(result, model, logs)
         with torch.no_grad():
             mask = result.cell_mask
             argmax = result.rollin.logits.detach().argmax(dim=-1)  # (B, T)
