@@ -144,11 +144,18 @@ def complete(
     own = rollin.tokens[cand.b, cand.t] == cand.a
     reuse = grows & cand.learned & own & (cand.t >= rollin.last_deviation.index_select(0, cand.b))
     reuse_rows = reuse.nonzero().squeeze(1)
+    reuse_cut = reuse_rows[:0]
     if reuse_rows.numel() > 0:
         rb = cand.b.index_select(0, reuse_rows)
         length = rollin.cells.index_select(0, rb) - 1  # the roll-in's tokens, without its EOS
         own_seq = pad_to(rollin.tokens.index_select(0, rb), seq.shape[1], PAD_ID)
         pos = torch.arange(seq.shape[1], device=seq.device)[None, :]
+        reuse_cut = reuse_rows[:0]
+        if horizon > 0:  # as a decoded roll-out: keep H tokens after the candidate when the budget allows more
+            stop = cand.t.index_select(0, reuse_rows) + 1 + horizon
+            over = (length >= stop) & (cap_n.index_select(0, reuse_rows) > stop)
+            length = torch.where(over, stop, length)
+            reuse_cut = reuse_rows[over]
         seq[reuse_rows] = torch.where(pos < length[:, None], own_seq, torch.full_like(own_seq, PAD_ID))
         seq_len[reuse_rows] = length
     learned_rows = (grows & cand.learned & ~reuse).nonzero().squeeze(1)
@@ -159,6 +166,7 @@ def complete(
             steps, calls, cut = _learned(
                 model, rollin, cand, cap_n, learned_rows, seq, seq_len, fixed_length, chunk_size, scorer, horizon
             )
+    cut = torch.cat([cut, reuse_cut])
     with region("reference"):
         if reference_rows.numel() > 0 or cut.numel() > 0:
             # the reference completions and the learned roll-outs cut at the horizon, in one oracle call
