@@ -40,6 +40,7 @@ import resource
 import time
 import types
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -303,6 +304,10 @@ def main() -> None:
     parser.add_argument("--vocab-size", type=int, default=30000, help="--task large: target vocabulary")
     parser.add_argument("--profile", action="store_true", help="print where each SeaRNN batch goes")
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches before timing")
+    parser.add_argument(
+        "--model-file", default="", help="load the model's weights from this file if it exists, else save them "
+        "there after --pretrain (so that several runs share one pre-trained model)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -317,7 +322,7 @@ def main() -> None:
         task, source = load_large(args.seed, args.vocab_size)
         cfg = TRANSLATION_MODEL
     all_batches = list(make_batches(task.train, args.batch_size, shuffle=True, seed=args.seed))
-    batches = [b.to(device) for b in all_batches[: args.batches + args.warmup]]
+    batches = [b.to(device) for b in all_batches[: args.batches]]
     per_epoch = len(all_batches)
     torch.manual_seed(args.seed)
     model = Seq2Seq(
@@ -329,10 +334,15 @@ def main() -> None:
         f"of {args.batch_size}/epoch; timing {args.batches} batches; device {device}, threads "
         f"{torch.get_num_threads()}"
     )
-    if args.pretrain:
-        rest = [b.to(device) for b in all_batches[args.batches + args.warmup :]] or batches
+    if args.model_file and Path(args.model_file).exists():
+        model.load_state_dict(torch.load(args.model_file, map_location=device))
+        print(f"model weights from {args.model_file}")
+    elif args.pretrain:
+        rest = [b.to(device) for b in all_batches[args.batches :]] or batches
         loss = pretrain(model, MleObjective(MleConfig(), task), rest, args.pretrain)
         print(f"pre-trained {args.pretrain} MLE batches (last loss {loss:.3f})")
+        if args.model_file:
+            torch.save(model.state_dict(), args.model_file)
 
     runs, patches = runs_for(args.task, task, args.shortlist_size)
     results = time_objectives(runs, model, batches, warmup=args.warmup, patches=patches, profile=args.profile)
@@ -342,8 +352,8 @@ def main() -> None:
         f"\n{'objective':32s} {'s/batch':>9s} {'s/epoch':>9s} {'x MLE':>7s} {'roll-outs/batch':>16s} "
         f"{'decoded/batch':>14s} {'row-steps/batch':>16s} {'in roll-outs':>13s} {'agree':>7s}"
     )
+    n = len(batches)
     for name, (sec, logs, _) in results.items():
-        n = len(batches) - args.warmup
         rollouts, decoded = logs.get("rollouts", 0.0) / n, logs.get("rollouts_learned", 0.0) / n
         steps, share = logs.get("rollout_steps", 0.0) / n, logs.get("rollout_s", 0.0) / n / sec
         agree = f"{logs['shortlist_agree'] / n:7.2%}" if "shortlist_agree" in logs else f"{'':7s}"
@@ -356,7 +366,7 @@ def main() -> None:
             print(f"{name}: shortlist of {logs['shortlist_size'] / n:,.0f} tokens per batch on average")
     if args.profile:
         for name, (_, logs, regions) in list(results.items())[1:]:
-            print_profile(name, regions, logs, len(batches) - args.warmup)
+            print_profile(name, regions, logs, n)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"\npeak RSS of the process: {peak:,.0f} MiB")
     if args.task != "ocr":

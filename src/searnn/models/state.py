@@ -122,6 +122,24 @@ class DecoderState:
             pos=None if self.pos is None else self.pos.index_select(0, idx),
         )
 
+    def head(self, k: int) -> DecoderState:
+        """The first ``k`` rows, as views (no copy); equal to ``index(arange(k))``. The attention layout is
+        kept where it stays valid for the first rows (``grouped``: their slots; ``gather``)."""
+        layout = self.layout
+        if layout is not None and layout.mode == "grouped":
+            assert layout.pos is not None
+            layout = RowLayout("grouped", layout.num_examples, layout.pos[:k], layout.width)
+        elif layout is not None and layout.mode != "gather":
+            layout = None
+        return DecoderState(
+            h=self.h[:, :k],
+            c=None if self.c is None else self.c[:, :k],
+            feed=None if self.feed is None else self.feed[:k],
+            batch_idx=self.batch_idx[:k],
+            pos=None if self.pos is None else self.pos[:k],
+            layout=layout,
+        )
+
     def repeat_interleave(self, k: int) -> DecoderState:
         """Each row repeated k times in place: rows ``n*k .. n*k+k-1`` are copies of row n."""
         idx = torch.arange(len(self), device=self.batch_idx.device).repeat_interleave(k)
