@@ -237,3 +237,30 @@ def test_train_help_lists_the_new_options() -> None:
     assert done.returncode == 0, done.stderr
     for flag in ("--rollout-vocab", "--shortlist-size", "--rollout-horizon", "--special-tokens"):
         assert flag in done.stdout
+
+
+# ---------------------------------------------------------------------------------- compact loss columns
+@pytest.mark.parametrize("loss", ["kl", "ll", "llcas", "hinge"])
+def test_compact_loss_columns_equal_the_dense_loss_and_gradient(loss: str) -> None:
+    from searnn.objectives.searnn import compact_cells
+
+    examples = make_examples(20, seed=10)
+    task = make_task(examples)
+    model, batch, _ = make_case(seed=10, batch_size=6)
+    model = model.float()
+    config = SearnnConfig(rollin="learned", rollout="learned", sample_tokens="topk", num_tokens=3,
+                          searnn_loss=loss, kl_ties="reference" if loss == "kl" else "split")
+    objective = SearnnObjective(config, task)
+    result = objective.search(model, batch)
+    b, t, v = result.rollin.logits.shape
+    assert compact_cells(result, b, t, v) is not None
+    logits = result.rollin.logits
+    compact = objective.cell_losses(None, result, {})
+    dense = objective.loss_fn(
+        logits.float().reshape(b * t, v), result.costs.reshape(b * t, v), scale=objective.scale,
+        prefer=result.reference.reshape(b * t),
+    ).view(b, t)
+    assert torch.allclose(compact, dense, atol=1e-5)
+    (g_compact,) = torch.autograd.grad(compact.sum(), logits, retain_graph=True)
+    (g_dense,) = torch.autograd.grad(dense.sum(), logits)
+    assert torch.allclose(g_compact, g_dense, atol=1e-5)

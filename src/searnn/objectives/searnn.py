@@ -265,11 +265,16 @@ class SearnnObjective(Objective):
         del model, logs
         logits = result.rollin.logits.float()  # (B, T, V)
         b, t, v = logits.shape
+        flat_logits, flat_costs, prefer = logits.reshape(b * t, v), result.costs.reshape(b * t, v), None
+        compact = compact_cells(result, b, t, v)
+        if compact is not None:  # the losses only read the rolled-out tokens: K columns instead of V
+            columns, flat_costs, prefer = compact
+            flat_logits = flat_logits.gather(1, columns)
         return self.loss_fn(
-            logits.reshape(b * t, v),
-            result.costs.reshape(b * t, v),
+            flat_logits,
+            flat_costs,
             scale=self.scale,
-            prefer=result.reference.reshape(b * t),
+            prefer=result.reference.reshape(b * t) if prefer is None else prefer,
         ).view(b, t)
 
     def loss_from(
@@ -295,3 +300,40 @@ class SearnnObjective(Objective):
             logs["argmax_is_min"] = float(hit.sum()) / max(float(mask.sum()), 1.0)
             logs["rollin_cost"] = float(result.rollin_cost.float().mean())
         return LossOutput(loss, denom, logs)
+
+
+def compact_cells(
+    result: SearchResult, b: int, t: int, v: int, max_fraction: float = 0.25
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The rolled-out tokens of every cell as K compact columns, K = most tokens rolled out at one cell.
+
+    Every cost-sensitive loss reads a cell's scores and costs on its rolled-out set S only (a masked
+    softmax over the finite costs), so gathering those columns gives the same losses and gradients up to
+    float rounding at K/V of the cost. Returns ``(columns (B*T, K) long, costs (B*T, K) float, +inf on
+    padding columns; prefer (B*T,) long, the column of each cell's reference token)`` with the columns of a
+    cell in increasing token order (so the losses' lowest-id tie-break is unchanged), or None when K
+    exceeds ``max_fraction * V`` (nothing to gain, e.g. ``sample_tokens='all'``) or when a rolled-out
+    cell lacks its reference token (the forced tokens always include it).
+    """
+    cand = result.candidates
+    n = len(cand)
+    if n == 0:
+        return None
+    cell = cand.b * t + cand.t  # (N,), non-decreasing: candidates come in (b, t, a) order
+    counts = torch.bincount(cell, minlength=b * t)
+    k = int(counts.max())
+    if k > max_fraction * v:
+        return None
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(n, device=cell.device) - starts[cell]
+    columns = torch.zeros(b * t, k, dtype=torch.long, device=cell.device)
+    columns[cell, rank] = cand.a
+    costs = torch.full((b * t, k), float("inf"), dtype=result.costs.dtype, device=cell.device)
+    costs[cell, rank] = result.costs[cand.b, cand.t, cand.a]
+    ref = result.reference.reshape(b * t)
+    hit = (columns == ref[:, None]) & torch.isfinite(costs)
+    found = hit.any(dim=1)
+    if bool(((counts > 0) & ~found).any()):
+        return None  # a cell rolled out without its reference token: keep the dense form (its tie rules)
+    prefer = torch.where(found, hit.to(torch.int8).argmax(dim=1), torch.zeros_like(ref))
+    return columns, costs, prefer
