@@ -264,3 +264,20 @@ def test_compact_loss_columns_equal_the_dense_loss_and_gradient(loss: str) -> No
     (g_compact,) = torch.autograd.grad(compact.sum(), logits, retain_graph=True)
     (g_dense,) = torch.autograd.grad(dense.sum(), logits)
     assert torch.allclose(g_compact, g_dense, atol=1e-5)
+
+
+def test_argmax_is_min_log_equals_the_dense_min_cost_mask() -> None:
+    from searnn.objectives.cost_sensitive import min_cost_mask
+
+    task = make_task(make_examples(20, seed=11))
+    model, batch, _ = make_case(seed=11, batch_size=6)
+    objective = SearnnObjective(SearnnConfig(sample_tokens="topk", num_tokens=3), task)
+    torch.manual_seed(0)
+    out = objective(model, batch)
+    torch.manual_seed(0)
+    objective.step_count = 0
+    result = objective.search(model, batch)
+    argmax = result.rollin.logits.detach().argmax(dim=-1)
+    is_min = min_cost_mask(result.costs.flatten(0, 1)).view_as(result.costs)
+    hit = is_min.gather(2, argmax[:, :, None]).squeeze(2) & result.cell_mask
+    assert out.logs["argmax_is_min"] == pytest.approx(float(hit.sum()) / float(result.cell_mask.sum()))

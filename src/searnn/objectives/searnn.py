@@ -20,7 +20,7 @@ from searnn.data.batch import Batch
 from searnn.data.task import TaskData
 from searnn.errors import ConfigError, unknown_name
 from searnn.objectives.base import NORMALIZATIONS, LossOutput, Objective, ObjectiveConfig, normalize
-from searnn.objectives.cost_sensitive import KL_TIES, LOSSES, min_cost_mask
+from searnn.objectives.cost_sensitive import KL_TIES, LOSSES, TIE_TOL
 from searnn.profiling import region
 from searnn.search.engine import SPECIAL_TOKENS, SearchOptions, SearchResult, search
 from searnn.search.exploration import SAMPLERS
@@ -295,8 +295,10 @@ class SearnnObjective(Objective):
         with torch.no_grad():
             mask = result.cell_mask
             argmax = result.rollin.logits.detach().argmax(dim=-1)  # (B, T)
-            is_min = min_cost_mask(result.costs.flatten(0, 1)).view_as(result.costs)
-            hit = is_min.gather(2, argmax[:, :, None]).squeeze(2) & mask
+            # min_cost_mask at the argmax only: its cost is finite and within TIE_TOL of the cell's minimum
+            low = result.costs.min(dim=-1).values  # (B, T)
+            chosen = result.costs.gather(2, argmax[:, :, None]).squeeze(2)
+            hit = torch.isfinite(chosen) & (chosen - low <= TIE_TOL) & mask
             logs["argmax_is_min"] = float(hit.sum()) / max(float(mask.sum()), 1.0)
             logs["rollin_cost"] = float(result.rollin_cost.float().mean())
         return LossOutput(loss, denom, logs)
