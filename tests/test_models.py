@@ -416,3 +416,21 @@ def test_state_head_equals_index_of_the_first_rows() -> None:
         assert torch.equal(getattr(head, name), getattr(ref, name))
     assert head.layout is not None and torch.equal(head.layout.pos, grouped.pos[:4])
     assert RowLayout.build(head.batch_idx, 3).mode in ("grouped", "gather")
+
+
+def test_additive_attention_workspace_gives_the_autograd_path_values() -> None:
+    """Without autograd the (G, M, S, A) sum goes into a reused workspace: same values as a fresh tensor,
+    for shapes that shrink and grow between calls."""
+    from searnn.models.attention import Attention
+
+    torch.manual_seed(0)
+    att = Attention("additive", 6, 5, 4)
+    for g, m, s in ((3, 4, 5), (2, 2, 3), (4, 5, 6)):
+        q, mem = torch.randn(g, m, 5), torch.randn(g, s, 6)
+        mask = torch.rand(g, s) > 0.3
+        mask[:, 0] = True
+        with_grad = att(q, mem, att.keys(mem), mask)
+        with torch.no_grad():
+            without = att(q, mem, att.keys(mem), mask)
+        assert torch.equal(with_grad.detach(), without)
+    assert att._work is not None and att._work.numel() == 4 * 5 * 6 * 4

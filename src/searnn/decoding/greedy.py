@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 
 import torch
-import torch.nn.functional as F
 
 from searnn.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from searnn.models.seq2seq import Seq2Seq
@@ -85,6 +84,7 @@ class Scorer:
         self.stats = stats
         self.check_rows = check_rows
         self.block = block
+        self._work: torch.Tensor | None = None  # score blocks of _argmax
         out = getattr(model, "out", None)
         self.fused = isinstance(out, torch.nn.Linear) and out.bias is not None
         if self.fused:
@@ -105,13 +105,21 @@ class Scorer:
             self._count(self.vocab[pos[::stride]], full)
         return pos
 
+    @torch.no_grad()
     def _argmax(self, o: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         """``argmax_k (o @ weight.T + bias)`` per row, ``(N,)`` long, by blocks of rows of ``weight``."""
         best_val: torch.Tensor | None = None
         best_pos = o.new_zeros(o.shape[0], dtype=torch.long)
+        n = o.shape[0]
+        if self._work is None or self._work.numel() < n * self.block or self._work.dtype != o.dtype:
+            self._work = torch.empty(n * self.block, dtype=o.dtype, device=o.device)
         for lo in range(0, weight.shape[0], self.block):
+            w = min(self.block, weight.shape[0] - lo)
             with region("decoder.projection"):
-                scores = F.linear(o, weight[lo : lo + self.block], bias[lo : lo + self.block])
+                # into a workspace kept between steps (fresh score blocks cost page faults on CPU)
+                scores = torch.addmm(
+                    bias[lo : lo + w], o, weight[lo : lo + w].t(), out=self._work[: n * w].view(n, w)
+                )
             with region("decoder.argmax"):
                 val, pos = scores.max(dim=-1)
                 if best_val is None:
