@@ -231,7 +231,14 @@ def test_row_layout_modes() -> None:
     grouped = RowLayout.build(torch.tensor([2, 0, 2, 1, 0, 1]), 3)
     assert grouped.mode == "grouped" and grouped.width == 2
     assert sorted(grouped.pos.tolist()) == list(range(6))  # type: ignore[union-attr]
-    assert RowLayout.build(torch.tensor([0, 0, 0, 0, 0, 1]), 4).mode == "gather"
+    # rows of 2 of the 4 examples: grouped over those two (block rows 0, 1 = examples 0, 1)
+    present = RowLayout.build(torch.tensor([0, 0, 0, 0, 0, 1]), 4)
+    assert present.mode == "grouped" and present.examples is not None and present.examples.tolist() == [0, 1]
+    assert sorted(present.pos.tolist()) == [0, 1, 2, 3, 4, 5]  # type: ignore[union-attr]
+    shifted = RowLayout.build(torch.tensor([3, 3, 3, 1]), 4)
+    assert shifted.examples is not None and shifted.examples.tolist() == [1, 3]
+    assert shifted.pos.tolist() == [3, 4, 5, 0]  # type: ignore[union-attr]
+    assert RowLayout.build(torch.tensor([0, 0, 0, 0, 0, 0, 1, 2, 3]), 4).mode == "gather"
 
 
 @pytest.mark.parametrize("attention", ["additive", "multiplicative"])
@@ -244,11 +251,19 @@ def test_attention_layouts_agree(attention: str) -> None:
         base = model.init_state(enc)
         tokens = torch.tensor([4, 5, 6, 7])
         ref, _ = model.step(enc, base, tokens)
-        for rows in ([3, 1, 0, 2, 1, 3, 0, 2], [2, 2, 2, 2, 2, 2, 2, 0], [1]):
+        modes = set()
+        for rows in ([3, 1, 0, 2, 1, 3, 0, 2], [2, 2, 2, 2, 2, 2, 2, 0], [1], [0, 0, 0, 0, 0, 0, 1, 2, 3]):
             idx = torch.tensor(rows)
             logits, new = model.step(enc, base.index(idx), tokens[idx])
             torch.testing.assert_close(logits, ref[idx], atol=1e-5, rtol=1e-5)
             assert new.layout is not None
+            modes.add((new.layout.mode, new.layout.examples is not None))
+            if len(rows) > 1:  # the eval-mode fast step reads the same layout
+                model.eval()
+                fast, _ = model.step_cached(enc, base.index(idx), tokens[idx], model.token_gates())
+                model.train()
+                torch.testing.assert_close(fast, ref[idx], atol=1e-5, rtol=1e-5)
+        assert modes == {("grouped", False), ("grouped", True), ("gather", False)}
 
 
 # ---------------------------------------------------------------------------- padding, params, grads

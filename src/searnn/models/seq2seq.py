@@ -169,9 +169,12 @@ class Seq2Seq(nn.Module):
             return self.attention(h.unsqueeze(1), enc.memory, enc.keys, enc.mask).squeeze(1)
         if layout.mode == "grouped":
             assert layout.pos is not None
-            b, m = enc.batch_size, layout.width
+            memory, keys, mask = enc.memory, enc.keys, enc.mask
+            if layout.examples is not None:  # the examples that have rows only
+                memory, keys, mask = (x.index_select(0, layout.examples) for x in (memory, keys, mask))
+            b, m = memory.shape[0], layout.width
             q = h.new_zeros(b * m, h.shape[-1]).index_copy(0, layout.pos, h).view(b, m, -1)
-            ctx = self.attention(q, enc.memory, enc.keys, enc.mask)  # (B, M, H_enc)
+            ctx = self.attention(q, memory, keys, mask)  # (G, M, H_enc)
             return ctx.reshape(b * m, -1).index_select(0, layout.pos)
         bi = state.batch_idx
         return self.attention(h.unsqueeze(1), enc.memory[bi], enc.keys[bi], enc.mask[bi]).squeeze(1)
