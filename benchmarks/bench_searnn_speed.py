@@ -232,7 +232,7 @@ def pretrain(model: Seq2Seq, objective: MleObjective, batches: list[Batch], step
     return loss
 
 
-def runs_for(task_name: str, task: TaskData, shortlist: int) -> tuple[dict, dict[str, Callable]]:
+def runs_for(task_name: str, task: TaskData, shortlist: int, horizon: int = 0) -> tuple[dict, dict[str, Callable]]:
     """The objectives timed for ``task_name`` and the model patches of some of them."""
     if task_name == "ocr":
         return {
@@ -248,6 +248,11 @@ def runs_for(task_name: str, task: TaskData, shortlist: int) -> tuple[dict, dict
     runs["SeaRNN s9 shortlist"] = SearnnObjective(
         SearnnConfig(**SECTION9, rollout_vocab="shortlist", shortlist_size=shortlist), task
     )
+    if horizon > 0:
+        runs[f"SeaRNN s9 shortlist, horizon {horizon}"] = SearnnObjective(
+            SearnnConfig(**SECTION9, rollout_vocab="shortlist", shortlist_size=shortlist, rollout_horizon=horizon),
+            task,
+        )
     return runs, {}
 
 
@@ -301,6 +306,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pretrain", type=int, default=0, help="MLE batches (Adam 1e-3) before timing")
     parser.add_argument("--shortlist-size", type=int, default=1000, help="K of the shortlisted roll-outs")
+    parser.add_argument("--horizon", type=int, default=0, help="also time shortlisted roll-outs with this horizon")
     parser.add_argument("--vocab-size", type=int, default=30000, help="--task large: target vocabulary")
     parser.add_argument("--profile", action="store_true", help="print where each SeaRNN batch goes")
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches before timing")
@@ -344,7 +350,7 @@ def main() -> None:
         if args.model_file:
             torch.save(model.state_dict(), args.model_file)
 
-    runs, patches = runs_for(args.task, task, args.shortlist_size)
+    runs, patches = runs_for(args.task, task, args.shortlist_size, args.horizon)
     results = time_objectives(runs, model, batches, warmup=args.warmup, patches=patches, profile=args.profile)
 
     mle_s = results["MLE"][0]

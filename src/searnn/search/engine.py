@@ -7,7 +7,8 @@ vectorised tensor code (loops run over time steps only):
 2. choose cells and tokens as boolean masks (:mod:`searnn.search.exploration`) and flatten them into
    candidate index tensors ``(b, t, a)``;
 3. draw learned vs reference roll-outs and complete every candidate (:mod:`searnn.search.rollout`);
-4. score every completed candidate, and the roll-in sequences themselves, in **one** batched cost call;
+4. score every completed candidate, and the roll-in sequences themselves, in **one** batched cost call
+   (by length buckets, :mod:`searnn.search.bucketing`);
 5. scatter the costs into a ``(B, T, V)`` tensor, ``+inf`` where nothing was rolled out.
 
 The costs are constants (no autograd history); only ``result.rollin.logits`` carries gradient.
@@ -28,6 +29,7 @@ from searnn.data.batch import Batch
 from searnn.data.vocab import BOS_ID, PAD_ID
 from searnn.decoding.greedy import Scorer
 from searnn.profiling import region
+from searnn.search.bucketing import bucketed_cost
 from searnn.search.exploration import (
     extended_reference,
     forced_tokens,
@@ -164,7 +166,7 @@ def search(
             hyp = torch.cat([pad_to(comp.seq, width, PAD_ID), pad_to(rollin.tokens, width, PAD_ID)], dim=0)
             hyp_len = torch.cat([comp.seq_len, rollin.cells - 1])
             rows = torch.cat([cb, torch.arange(b, device=device)])
-            scores = cost(hyp, hyp_len, batch.tgt.index_select(0, rows), ref_len.index_select(0, rows))
+            scores = bucketed_cost(cost, hyp, hyp_len, batch.tgt.index_select(0, rows), ref_len.index_select(0, rows))
             elapsed = time.perf_counter() - start
             n = len(cand)
             costs = torch.full((b, t_cells, v), math.inf, dtype=torch.float32, device=device)

@@ -37,6 +37,7 @@ from searnn.costs.base import Cost, pad_to
 from searnn.data.vocab import EOS_ID, PAD_ID
 from searnn.decoding.greedy import Scorer, greedy, token_gates_for
 from searnn.profiling import region
+from searnn.search.bucketing import bucketed_complete
 from searnn.search.rollin import RollIn
 
 ROLLOUTS = ("reference", "learned", "mixed")
@@ -263,12 +264,12 @@ def _reference(
     oracle: Cost,
     width: int,
 ) -> torch.Tensor:
-    """Oracle completions of candidates ``rows`` (one batched ``complete`` call). Returns ``seq``,
+    """Oracle completions of candidates ``rows`` (batched ``complete`` calls by length bucket). Returns ``seq``,
     widened if the oracle's outputs are longer; ``seq_len`` is updated in place."""
     b = cand.b.index_select(0, rows)
-    out, out_len = oracle.complete(
-        seq.index_select(0, rows), seq_len.index_select(0, rows), ref.index_select(0, b), ref_len.index_select(0, b),
-        width - 1,
+    out, out_len = bucketed_complete(
+        oracle, seq.index_select(0, rows), seq_len.index_select(0, rows), ref.index_select(0, b),
+        ref_len.index_select(0, b), width - 1,
     )
     if out.shape[1] > seq.shape[1]:
         seq = pad_to(seq, out.shape[1], PAD_ID)
