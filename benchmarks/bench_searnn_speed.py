@@ -335,10 +335,11 @@ def main() -> None:
         cfg, [len(v) for v in task.src_vocabs], task.src_feature_dim, len(task.tgt_vocab)
     ).to(device)
     model.train()
+    cells = sum(int(b.tgt_len.sum()) for b in batches) / max(len(batches), 1)
     print(
         f"data {source}: {len(task.train)} train pairs, {len(task.tgt_vocab)} target ids, {per_epoch} batches "
-        f"of {args.batch_size}/epoch; timing {args.batches} batches; device {device}, threads "
-        f"{torch.get_num_threads()}"
+        f"of {args.batch_size}/epoch (length-bucketed; {cells:.0f} target cells per timed batch); timing "
+        f"{args.batches} batches; device {device}, threads {torch.get_num_threads()}"
     )
     if args.model_file and Path(args.model_file).exists():
         model.load_state_dict(torch.load(args.model_file, map_location=device))

@@ -281,3 +281,22 @@ def test_argmax_is_min_log_equals_the_dense_min_cost_mask() -> None:
     is_min = min_cost_mask(result.costs.flatten(0, 1)).view_as(result.costs)
     hit = is_min.gather(2, argmax[:, :, None]).squeeze(2) & result.cell_mask
     assert out.logs["argmax_is_min"] == pytest.approx(float(hit.sum()) / float(result.cell_mask.sum()))
+
+
+@pytest.mark.parametrize("block", [7, 13, 40, 1024])
+def test_blocked_argmax_equals_argmax_with_ties_to_the_lowest_index(block: int) -> None:
+    model, _, _ = make_case(seed=12)
+    with torch.no_grad():
+        model.out.bias[10] = model.out.bias[30] = 10.0  # an exact tie across blocks for o = 0
+    o = torch.randn(50, 12, dtype=torch.float64)
+    o[:5] = 0.0  # these rows' scores are the biases exactly: the maximum is the tie 10 / 30
+    scorer = Scorer(model, False, torch.device("cpu"), block=block)
+    logits = model.out(o).detach()
+    logits[:, [PAD_ID, BOS_ID]] = float("-inf")
+    best = scorer.best(o)
+    assert torch.equal(best, logits.argmax(dim=-1))
+    assert (best[:5] == 10).all()
+    vocab = torch.tensor([EOS_ID, 5, 10, 17, 30, 31])
+    short = Scorer(model, False, torch.device("cpu"), vocab=vocab, block=block).best(o)
+    assert torch.equal(short, logits[:, vocab].argmax(dim=-1))
+    assert (short[:5] == 2).all()
