@@ -107,7 +107,8 @@ def time_objectives(
     seconds = dict.fromkeys(objectives, 0.0)
     logs: dict[str, dict[str, float]] = {name: {} for name in objectives}
     regions: dict[str, dict[str, float]] = {name: {} for name in objectives}
-    for i, batch in enumerate([*batches[:warmup], *batches]):
+    warm = batches[:warmup]
+    for i, batch in enumerate([*warm, *batches]):
         for name, objective in objectives.items():
             times: dict[str, float] = {}
             with profiling(times, cuda=batch.tgt.is_cuda) if profile else _nothing():
@@ -120,7 +121,7 @@ def time_objectives(
                 opts[name].step()
                 sync(batch)
                 elapsed = time.perf_counter() - start
-            if i >= warmup:
+            if i >= len(warm):
                 seconds[name] += elapsed
                 for k, v in out.logs.items():
                     logs[name][k] = logs[name].get(k, 0.0) + v
