@@ -1,18 +1,33 @@
-"""Speed of SeaRNN against MLE on OCR, and roll-out throughput against a bare decoder loop.
+"""Speed of SeaRNN against MLE (OCR, Multi30k, a synthetic 30k-word vocabulary), with a profile.
 
-Runs, on the same training batches (OCR, batch 64, the default GRU-128 model; synthetic data with the
-same shapes when the OCR task cannot be loaded), one forward + backward + SGD step per batch of:
+``--task ocr`` (default) runs, on the same training batches (OCR, batch 64, the default GRU-128 model;
+synthetic data with the same shapes when the OCR task cannot be loaded), one forward + backward + SGD
+step per batch of:
 
 * MLE (teacher forcing);
 * full SeaRNN (learned roll-in, mixed roll-out, KL, every token of every cell: the paper's OCR setting);
+* the same with PAD and BOS (never emitted) neither rolled out nor in the loss (``special_tokens=drop``);
 * sampled SeaRNN (same, top-k 5 tokens per cell plus the reference token).
+
+``--task translation``: Multi30k (first 10,000 pairs, 5,917 target words), the section-9 model (bi-GRU
+128 encoder, GRU 128 decoder, additive attention, dropout 0.3) and SeaRNN settings (reference roll-in,
+mixed roll-out, sKL 200, BLEU cost, top-15 tokens plus the reference tokens within +-5, 20 cells), with
+full-vocabulary and shortlisted roll-outs. ``--task large``: the same model and settings on synthetic
+pairs over a 30,000-word vocabulary (shortlisted roll-outs), reporting the peak RSS. ``--pretrain N``
+first trains the model for N MLE batches (Adam 1e-3), so that its roll-outs stop at EOS like a
+trained model's instead of running to the length cap.
+
+``--profile`` also prints where a SeaRNN batch goes (the regions of :mod:`searnn.profiling`: roll-in;
+roll-outs split into recurrent step, attention, output projection, argmax and bookkeeping; the oracle's
+completions; the cost; the loss; the backward pass), and the roll-out row-steps per batch.
 
 It prints seconds per batch and per epoch-equivalent and the ratio to MLE, then the roll-out throughput
 (decoder row-steps per second inside the learned roll-outs) against a bare loop of the same decoder
 step (embedding, the same GRU layer, output projection, argmax) at the same mean batch size. The
 objectives take turns batch by batch, so that a drifting machine load weighs on all alike.
 
-Usage: ``python benchmarks/bench_searnn_speed.py [--batches 30] [--threads 1] [--device cpu]``.
+Usage: ``python benchmarks/bench_searnn_speed.py [--task ocr|translation|large] [--batches 30] [--threads 1]
+[--device cpu] [--pretrain 0] [--profile]``.
 Timings on shared machines drift; the ratios are the meaningful numbers.
 """
 
@@ -21,8 +36,11 @@ from __future__ import annotations
 import argparse
 import copy
 import random
+import resource
 import time
 import types
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,6 +52,7 @@ from searnn.models import ModelConfig, Seq2Seq
 from searnn.models.functional import tanh
 from searnn.objectives.mle import MleConfig, MleObjective
 from searnn.objectives.searnn import SearnnConfig, SearnnObjective
+from searnn.profiling import profiling, region
 
 PLAIN = "SeaRNN full, plain steps"
 
@@ -73,9 +92,11 @@ def plain_steps(model: Seq2Seq) -> Seq2Seq:
 
 
 def time_objectives(
-    objectives: dict, model: Seq2Seq, batches: list[Batch], warmup: int = 2, patches: dict | None = None
+    objectives: dict, model: Seq2Seq, batches: list[Batch], warmup: int = 2, patches: dict | None = None,
+    profile: bool = False,
 ):
-    """Seconds per batch (objective + backward + SGD step) of every objective, and their summed logs.
+    """Seconds per batch (objective + backward + SGD step) of every objective, their summed logs and (with
+    ``profile``) their summed profile regions (seconds per region path, ``"total"`` = the timed seconds).
 
     The objectives take turns batch by batch (each on its own copy of the model, passed through
     ``patches[name]`` when given), so that the load of a shared machine drifting during the run weighs on
@@ -85,20 +106,36 @@ def time_objectives(
     opts = {name: torch.optim.SGD(m.parameters(), lr=1e-3) for name, m in models.items()}  # small steps
     seconds = dict.fromkeys(objectives, 0.0)
     logs: dict[str, dict[str, float]] = {name: {} for name in objectives}
+    regions: dict[str, dict[str, float]] = {name: {} for name in objectives}
     for i, batch in enumerate([*batches[:warmup], *batches]):
         for name, objective in objectives.items():
-            sync(batch)
-            start = time.perf_counter()
-            out = objective(models[name], batch)
-            opts[name].zero_grad(set_to_none=True)
-            out.loss.backward()
-            opts[name].step()
-            sync(batch)
+            times: dict[str, float] = {}
+            with profiling(times, cuda=batch.tgt.is_cuda) if profile else _nothing():
+                sync(batch)
+                start = time.perf_counter()
+                out = objective(models[name], batch)
+                opts[name].zero_grad(set_to_none=True)
+                with region("backward"):
+                    out.loss.backward()
+                opts[name].step()
+                sync(batch)
+                elapsed = time.perf_counter() - start
             if i >= warmup:
-                seconds[name] += time.perf_counter() - start
+                seconds[name] += elapsed
                 for k, v in out.logs.items():
                     logs[name][k] = logs[name].get(k, 0.0) + v
-    return {name: (seconds[name] / len(batches), logs[name]) for name in objectives}
+                times["total"] = elapsed
+                for k, v in times.items():
+                    regions[name][k] = regions[name].get(k, 0.0) + v
+    return {name: (seconds[name] / len(batches), logs[name], regions[name]) for name in objectives}
+
+
+class _nothing:  # noqa: N801 - a context manager used like a function
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 def sync(batch: Batch) -> None:
@@ -139,56 +176,213 @@ def bare_loop(model: Seq2Seq, rows: int, calls: int, device: torch.device, table
     return rows * calls / (time.perf_counter() - start)
 
 
+SECTION9 = dict(
+    rollin="reference", rollout="mixed", searnn_loss="kl", kl_scale=200.0, cost="bleu", sample_tokens="topk",
+    num_tokens=15, gt_neighbors=5, num_cells=20,
+)
+"""The SeaRNN settings of RESULTS section 9 (configs/experiments/multi30k_searnn*.yaml)."""
+
+TRANSLATION_MODEL = ModelConfig(
+    cell="gru", hidden=128, emb_dim=128, tgt_emb_dim=128, bidirectional=True, attention="additive", dropout=0.3
+)
+"""The Multi30k model of configs/translation/mle.yaml."""
+
+
+def load_translation() -> tuple[TaskData, str]:
+    """Multi30k De->En, the first 10,000 training pairs (as section 9)."""
+    from searnn.data.registry import load_task
+    from searnn.data.translation import TranslationConfig
+
+    return load_task("translation", TranslationConfig(dataset="multi30k", limit_train=10000)), "multi30k"
+
+
+def load_large(seed: int, vocab_size: int = 30000, pairs: int = 3000) -> tuple[TaskData, str]:
+    """Synthetic translation pairs over ``vocab_size`` target (and source) words: Zipf-distributed words,
+    sentences of 4-30 tokens, the target a noisy copy of the source (so that a model can learn it)."""
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(vocab_size - 4)]
+    vocab = Vocab(words)
+    ranks = np.arange(1, len(words) + 1, dtype=np.float64)
+    zipf = 1.0 / ranks
+    zipf /= zipf.sum()
+    examples = []
+    for _ in range(pairs):
+        n = int(np.clip(rng.normal(13, 5), 4, 30))
+        src = rng.choice(len(words), size=n, p=zipf) + 4
+        tgt = np.where(rng.random(n) < 0.8, src, rng.choice(len(words), size=n, p=zipf) + 4)
+        examples.append(Example([[int(x)] for x in src], [int(x) for x in tgt]))
+    task = TaskData(
+        name="synthetic-large", train=examples, valid=[], test=[], tgt_vocab=vocab, src_vocabs=[vocab],
+        src_feature_dim=None, fixed_length=False, metric="bleu", cost="bleu", lower_is_better=False,
+        parse_source=lambda line: [[0]], format_output=lambda ids: "",
+    )
+    return task, f"synthetic {vocab_size}-word vocabulary"
+
+
+def pretrain(model: Seq2Seq, objective: MleObjective, batches: list[Batch], steps: int) -> float:
+    """Train ``model`` for ``steps`` MLE batches (Adam 1e-3, cycling over ``batches``); returns the last loss."""
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = float("nan")
+    for i in range(steps):
+        out = objective(model, batches[i % len(batches)])
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        opt.step()
+        loss = float(out.loss.detach())
+    return loss
+
+
+def runs_for(task_name: str, task: TaskData, shortlist: int, horizon: int = 0) -> tuple[dict, dict[str, Callable]]:
+    """The objectives timed for ``task_name`` and the model patches of some of them."""
+    if task_name == "ocr":
+        return {
+            "MLE": MleObjective(MleConfig(), task),
+            "SeaRNN full (KL, all tokens)": SearnnObjective(SearnnConfig(), task),
+            "SeaRNN full, PAD/BOS dropped": SearnnObjective(SearnnConfig(special_tokens="drop"), task),
+            "SeaRNN sampled (KL, top-k 5)": SearnnObjective(SearnnConfig(sample_tokens="topk", num_tokens=5), task),
+            PLAIN: SearnnObjective(SearnnConfig(), task),
+        }, {PLAIN: plain_steps}
+    runs: dict = {"MLE": MleObjective(MleConfig(), task)}
+    if task_name == "translation":
+        runs["SeaRNN s9 full vocabulary"] = SearnnObjective(SearnnConfig(**SECTION9), task)
+    runs["SeaRNN s9 shortlist"] = SearnnObjective(
+        SearnnConfig(**SECTION9, rollout_vocab="shortlist", shortlist_size=shortlist), task
+    )
+    if horizon > 0:
+        runs[f"SeaRNN s9 shortlist, horizon {horizon}"] = SearnnObjective(
+            SearnnConfig(**SECTION9, rollout_vocab="shortlist", shortlist_size=shortlist, rollout_horizon=horizon),
+            task,
+        )
+    return runs, {}
+
+
+PROFILE_ROWS = (
+    ("roll-in", ("rollin",)),
+    ("choosing cells and tokens", ("explore",)),
+    ("roll-outs: recurrent step", ("rollout/learned/decoder.rnn",)),
+    ("roll-outs: attention", ("rollout/learned/decoder.attention",)),
+    ("roll-outs: output projection", ("rollout/learned/decoder.projection",)),
+    ("roll-outs: argmax", ("rollout/learned/decoder.argmax",)),
+    ("roll-outs: writing outputs", ("rollout/learned/write",)),
+    ("roll-outs: oracle completions", ("rollout/reference",)),
+    ("cost (BLEU / Hamming)", ("cost",)),
+    ("loss", ("loss",)),
+    ("backward", ("backward",)),
+)
+"""Rows of the profile table: label and the region paths summed (see :mod:`searnn.profiling`)."""
+
+
+def print_profile(name: str, regions: dict[str, float], logs: dict[str, float], n: int) -> None:
+    """One objective's profile: share of the timed seconds per region; roll-out bookkeeping is the
+    roll-outs' time outside the decoder regions listed, "other" the batch's time outside every region."""
+    total = regions.get("total", 0.0)
+    if total <= 0:
+        return
+    print(f"\nprofile of {name!r} ({total / n:.3f} s/batch, profiling on)")
+    listed = 0.0
+    for label, paths in PROFILE_ROWS:
+        sec = sum(regions.get(p, 0.0) for p in paths)
+        listed += sec
+        print(f"  {label:34s} {sec / total:6.1%} {sec / n * 1000:9.1f} ms/batch")
+        if label == "roll-outs: oracle completions":
+            inner = sum(regions.get(p, 0.0) for lab, ps in PROFILE_ROWS if lab.startswith("roll-outs") for p in ps)
+            book = regions.get("rollout", 0.0) - inner
+            listed += book
+            print(f"  {'roll-outs: other bookkeeping':34s} {book / total:6.1%} {book / n * 1000:9.1f} ms/batch")
+    other = total - listed
+    print(f"  {'other (optimiser step, glue)':34s} {other / total:6.1%} {other / n * 1000:9.1f} ms/batch")
+    steps = logs.get("rollout_steps", 0.0) / n
+    decoded = logs.get("rollouts_learned", 0.0) / n
+    print(f"  roll-out row-steps per batch: {steps:,.0f} ({decoded:,.0f} roll-outs decoded per batch)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--task", choices=("ocr", "translation", "large"), default="ocr")
     parser.add_argument("--batches", type=int, default=30, help="timed batches per objective")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pretrain", type=int, default=0, help="MLE batches (Adam 1e-3) before timing")
+    parser.add_argument("--shortlist-size", type=int, default=1000, help="K of the shortlisted roll-outs")
+    parser.add_argument("--horizon", type=int, default=0, help="also time shortlisted roll-outs with this horizon")
+    parser.add_argument("--vocab-size", type=int, default=30000, help="--task large: target vocabulary")
+    parser.add_argument("--profile", action="store_true", help="print where each SeaRNN batch goes")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed batches before timing")
+    parser.add_argument(
+        "--model-file", default="", help="load the model's weights from this file if it exists, else save them "
+        "there after --pretrain (so that several runs share one pre-trained model)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    task, source = load_ocr(args.seed)
+    if args.task == "ocr":
+        task, source = load_ocr(args.seed)
+        cfg = ModelConfig()
+    elif args.task == "translation":
+        task, source = load_translation()
+        cfg = TRANSLATION_MODEL
+    else:
+        task, source = load_large(args.seed, args.vocab_size)
+        cfg = TRANSLATION_MODEL
     all_batches = list(make_batches(task.train, args.batch_size, shuffle=True, seed=args.seed))
-    batches = [b.to(device) for b in all_batches[: args.batches + 2]]
+    batches = [b.to(device) for b in all_batches[: args.batches]]
     per_epoch = len(all_batches)
     torch.manual_seed(args.seed)
-    model = Seq2Seq(ModelConfig(), [], task.src_feature_dim, len(task.tgt_vocab)).to(device)
+    model = Seq2Seq(
+        cfg, [len(v) for v in task.src_vocabs], task.src_feature_dim, len(task.tgt_vocab)
+    ).to(device)
     model.train()
     print(
-        f"data {source}: {len(task.train)} train words, {per_epoch} batches of {args.batch_size}/epoch; "
-        f"timing {args.batches} batches; device {device}, threads {torch.get_num_threads()}"
+        f"data {source}: {len(task.train)} train pairs, {len(task.tgt_vocab)} target ids, {per_epoch} batches "
+        f"of {args.batch_size}/epoch; timing {args.batches} batches; device {device}, threads "
+        f"{torch.get_num_threads()}"
     )
+    if args.model_file and Path(args.model_file).exists():
+        model.load_state_dict(torch.load(args.model_file, map_location=device))
+        print(f"model weights from {args.model_file}")
+    elif args.pretrain:
+        rest = [b.to(device) for b in all_batches[args.batches :]] or batches
+        loss = pretrain(model, MleObjective(MleConfig(), task), rest, args.pretrain)
+        print(f"pre-trained {args.pretrain} MLE batches (last loss {loss:.3f})")
+        if args.model_file:
+            torch.save(model.state_dict(), args.model_file)
 
-    runs = {
-        "MLE": MleObjective(MleConfig(), task),
-        "SeaRNN full (KL, all tokens)": SearnnObjective(SearnnConfig(), task),
-        "SeaRNN sampled (KL, top-k 5)": SearnnObjective(SearnnConfig(sample_tokens="topk", num_tokens=5), task),
-        PLAIN: SearnnObjective(SearnnConfig(), task),
-    }
-    results = time_objectives(runs, model, batches, patches={PLAIN: plain_steps})
+    runs, patches = runs_for(args.task, task, args.shortlist_size, args.horizon)
+    results = time_objectives(runs, model, batches, warmup=args.warmup, patches=patches, profile=args.profile)
 
     mle_s = results["MLE"][0]
     print(
         f"\n{'objective':32s} {'s/batch':>9s} {'s/epoch':>9s} {'x MLE':>7s} {'roll-outs/batch':>16s} "
-        f"{'decoded/batch':>14s} {'row-steps/batch':>16s} {'in roll-outs':>13s}"
+        f"{'decoded/batch':>14s} {'row-steps/batch':>16s} {'in roll-outs':>13s} {'agree':>7s}"
     )
-    for name, (sec, logs) in results.items():
-        n = len(batches)
+    n = len(batches)
+    for name, (sec, logs, _) in results.items():
         rollouts, decoded = logs.get("rollouts", 0.0) / n, logs.get("rollouts_learned", 0.0) / n
         steps, share = logs.get("rollout_steps", 0.0) / n, logs.get("rollout_s", 0.0) / n / sec
+        agree = f"{logs['shortlist_agree'] / n:7.2%}" if "shortlist_agree" in logs else f"{'':7s}"
         print(
             f"{name:32s} {sec:9.4f} {sec * per_epoch:9.1f} {sec / mle_s:7.2f} {rollouts:16.0f} "
-            f"{decoded:14.0f} {steps:16.0f} {share:13.0%}"
+            f"{decoded:14.0f} {steps:16.0f} {share:13.0%} {agree}"
         )
+    for name, (_, logs, _) in results.items():
+        if "shortlist_size" in logs:
+            print(f"{name}: shortlist of {logs['shortlist_size'] / n:,.0f} tokens per batch on average")
+    if args.profile:
+        for name, (_, logs, regions) in list(results.items())[1:]:
+            print_profile(name, regions, logs, n)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"\npeak RSS of the process: {peak:,.0f} MiB")
+    if args.task != "ocr":
+        return
 
     print(
         f"\n{'roll-out throughput':32s} {'rows/step':>9s} {'steps/s':>12s} {'bare loop':>12s} {'ratio':>7s} "
         f"{'bare table':>12s} {'ratio':>7s}"
     )
-    for name, (_, logs) in list(results.items())[1:]:
+    for name, (_, logs, _) in list(results.items())[1:]:
         steps, calls, secs = logs["rollout_steps"], logs["rollout_calls"], logs["rollout_s"]
         rows = max(int(round(steps / max(calls, 1))), 1)
         engine = steps / max(secs, 1e-9)

@@ -19,3 +19,25 @@ def test_searnn_speed_benchmark_runs() -> None:
     for row in ("MLE", "SeaRNN full (KL, all tokens)", "SeaRNN sampled (KL, top-k 5)", "SeaRNN full, plain steps"):
         assert row in out
     assert "bare table" in out
+
+
+def run_bench(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_searnn_speed.py"), *args],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_searnn_speed_benchmark_translation_profile_runs() -> None:
+    out = run_bench("--task", "translation", "--batches", "1", "--warmup", "0", "--batch-size", "8", "--profile")
+    for row in ("SeaRNN s9 full vocabulary", "SeaRNN s9 shortlist", "roll-outs: output projection",
+                "roll-outs: argmax", "roll-out row-steps per batch", "backward", "peak RSS"):
+        assert row in out
+
+
+def test_searnn_speed_benchmark_large_vocabulary_runs() -> None:
+    out = run_bench("--task", "large", "--vocab-size", "3000", "--batches", "1", "--warmup", "0",
+                    "--batch-size", "8")
+    assert "3000 target ids" in out and "SeaRNN s9 shortlist" in out and "peak RSS" in out

@@ -293,3 +293,19 @@ def test_greedy_from_shared_states_equals_indexed_states(fixed: bool) -> None:
         got = greedy(model, enc, shared, budget, fixed, first_tokens=first, state_rows=rows)
         want = greedy(model, enc, shared.index(rows), budget, fixed, first_tokens=first)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_greedy_sorted_fixed_length_rows_shrink_by_slicing_and_match_naive(cfg: dict) -> None:
+    """Rows sorted by length, no EOS: finished rows are the last ones and leave by slicing (the views of
+    DecoderState.head); the output equals the naive loop."""
+    model = make_model(eos_bias=5.0, **cfg)
+    lens = [8, 7, 7, 5, 4, 4, 2, 1]
+    src, src_len = make_src(lens)
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        eval_model = model.eval()
+        tokens, lengths = greedy(eval_model, enc, model.init_state(enc), src_len, fixed_length=True,
+                                 gates=model.token_gates())
+    assert lengths.tolist() == lens
+    assert as_lists(tokens, lengths) == naive_greedy(model, src, src_len, lens, fixed=True)

@@ -231,7 +231,14 @@ def test_row_layout_modes() -> None:
     grouped = RowLayout.build(torch.tensor([2, 0, 2, 1, 0, 1]), 3)
     assert grouped.mode == "grouped" and grouped.width == 2
     assert sorted(grouped.pos.tolist()) == list(range(6))  # type: ignore[union-attr]
-    assert RowLayout.build(torch.tensor([0, 0, 0, 0, 0, 1]), 4).mode == "gather"
+    # rows of 2 of the 4 examples: grouped over those two (block rows 0, 1 = examples 0, 1)
+    present = RowLayout.build(torch.tensor([0, 0, 0, 0, 0, 1]), 4)
+    assert present.mode == "grouped" and present.examples is not None and present.examples.tolist() == [0, 1]
+    assert sorted(present.pos.tolist()) == [0, 1, 2, 3, 4, 5]  # type: ignore[union-attr]
+    shifted = RowLayout.build(torch.tensor([3, 3, 3, 1]), 4)
+    assert shifted.examples is not None and shifted.examples.tolist() == [1, 3]
+    assert shifted.pos.tolist() == [3, 4, 5, 0]  # type: ignore[union-attr]
+    assert RowLayout.build(torch.tensor([0, 0, 0, 0, 0, 0, 1, 2, 3]), 4).mode == "gather"
 
 
 @pytest.mark.parametrize("attention", ["additive", "multiplicative"])
@@ -244,11 +251,19 @@ def test_attention_layouts_agree(attention: str) -> None:
         base = model.init_state(enc)
         tokens = torch.tensor([4, 5, 6, 7])
         ref, _ = model.step(enc, base, tokens)
-        for rows in ([3, 1, 0, 2, 1, 3, 0, 2], [2, 2, 2, 2, 2, 2, 2, 0], [1]):
+        modes = set()
+        for rows in ([3, 1, 0, 2, 1, 3, 0, 2], [2, 2, 2, 2, 2, 2, 2, 0], [1], [0, 0, 0, 0, 0, 0, 1, 2, 3]):
             idx = torch.tensor(rows)
             logits, new = model.step(enc, base.index(idx), tokens[idx])
             torch.testing.assert_close(logits, ref[idx], atol=1e-5, rtol=1e-5)
             assert new.layout is not None
+            modes.add((new.layout.mode, new.layout.examples is not None))
+            if len(rows) > 1:  # the eval-mode fast step reads the same layout
+                model.eval()
+                fast, _ = model.step_cached(enc, base.index(idx), tokens[idx], model.token_gates())
+                model.train()
+                torch.testing.assert_close(fast, ref[idx], atol=1e-5, rtol=1e-5)
+        assert modes == {("grouped", False), ("grouped", True), ("gather", False)}
 
 
 # ---------------------------------------------------------------------------- padding, params, grads
@@ -400,3 +415,37 @@ def test_fast_tanh_equals_torch_tanh_with_gradients() -> None:
     y_ = tanh_(c * 1.0)  # in place on a non-leaf whose producer needs no output (as in additive attention)
     (g_,) = torch.autograd.grad((y_ * w).sum(), c)
     torch.testing.assert_close(g_, g_ref, atol=1e-6, rtol=0)
+
+
+def test_state_head_equals_index_of_the_first_rows() -> None:
+    from searnn.models.state import DecoderState, RowLayout
+
+    h = torch.randn(2, 6, 4)
+    c = torch.randn(2, 6, 4)
+    state = DecoderState(h=h, c=c, feed=torch.randn(6, 4), batch_idx=torch.tensor([0, 0, 1, 2, 2, 2]),
+                         pos=torch.arange(6))
+    grouped = state.get_layout(3)
+    assert grouped.mode == "grouped"
+    head, ref = state.head(4), state.index(torch.arange(4))
+    for name in ("h", "c", "feed", "batch_idx", "pos"):
+        assert torch.equal(getattr(head, name), getattr(ref, name))
+    assert head.layout is not None and torch.equal(head.layout.pos, grouped.pos[:4])
+    assert RowLayout.build(head.batch_idx, 3).mode in ("grouped", "gather")
+
+
+def test_additive_attention_workspace_gives_the_autograd_path_values() -> None:
+    """Without autograd the (G, M, S, A) sum goes into a reused workspace: same values as a fresh tensor,
+    for shapes that shrink and grow between calls."""
+    from searnn.models.attention import Attention
+
+    torch.manual_seed(0)
+    att = Attention("additive", 6, 5, 4)
+    for g, m, s in ((3, 4, 5), (2, 2, 3), (4, 5, 6)):
+        q, mem = torch.randn(g, m, 5), torch.randn(g, s, 6)
+        mask = torch.rand(g, s) > 0.3
+        mask[:, 0] = True
+        with_grad = att(q, mem, att.keys(mem), mask)
+        with torch.no_grad():
+            without = att(q, mem, att.keys(mem), mask)
+        assert torch.equal(with_grad.detach(), without)
+    assert att._work is not None and att._work.numel() == 4 * 5 * 6 * 4

@@ -26,6 +26,8 @@ Initialisation: Xavier-uniform weights and zero biases for every Linear; PyTorch
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,8 +38,11 @@ from searnn.models.config import ModelConfig
 from searnn.models.encoder import Encoder, make_rnn
 from searnn.models.functional import tanh
 from searnn.models.state import DecoderState, Encoded
+from searnn.profiling import region
 
 RNNState = tuple[torch.Tensor, torch.Tensor | None]
+Projection = Callable[[torch.Tensor], torch.Tensor]
+"""A function of attentional outputs ``(N, H)`` replacing the output layer in the fast steps."""
 
 
 class Seq2Seq(nn.Module):
@@ -164,9 +169,12 @@ class Seq2Seq(nn.Module):
             return self.attention(h.unsqueeze(1), enc.memory, enc.keys, enc.mask).squeeze(1)
         if layout.mode == "grouped":
             assert layout.pos is not None
-            b, m = enc.batch_size, layout.width
+            memory, keys, mask = enc.memory, enc.keys, enc.mask
+            if layout.examples is not None:  # the examples that have rows only
+                memory, keys, mask = (x.index_select(0, layout.examples) for x in (memory, keys, mask))
+            b, m = memory.shape[0], layout.width
             q = h.new_zeros(b * m, h.shape[-1]).index_copy(0, layout.pos, h).view(b, m, -1)
-            ctx = self.attention(q, enc.memory, enc.keys, enc.mask)  # (B, M, H_enc)
+            ctx = self.attention(q, memory, keys, mask)  # (G, M, H_enc)
             return ctx.reshape(b * m, -1).index_select(0, layout.pos)
         bi = state.batch_idx
         return self.attention(h.unsqueeze(1), enc.memory[bi], enc.keys[bi], enc.mask[bi]).squeeze(1)
@@ -192,7 +200,8 @@ class Seq2Seq(nn.Module):
         return self._step_core(enc, state, tokens, need_output=False)[1]
 
     def step_shared(
-        self, enc: Encoded, state: DecoderState, tokens: torch.Tensor, rows: torch.Tensor
+        self, enc: Encoded, state: DecoderState, tokens: torch.Tensor, rows: torch.Tensor,
+        project: Projection | None = None,
     ) -> tuple[torch.Tensor, DecoderState]:
         """:meth:`step` for N rows that branch from U shared states: row n feeds ``tokens[n]`` from state
         row ``rows[n]`` (``rows (N,)`` long into the U rows of ``state``). Equals
@@ -202,11 +211,13 @@ class Seq2Seq(nn.Module):
         roll-outs, where all candidate tokens of a cell start from the cell's state.
 
         In train mode (dropout on the inputs) it simply indexes the state and calls :meth:`step`.
-        Returns logits ``(N, V)`` and the new N-row state.
+        Returns logits ``(N, V)`` and the new N-row state. ``project``: eval mode only, a function of the
+        attentional outputs ``(N, H)`` whose result is returned instead of the logits ``self.out(o)`` (e.g.
+        the argmax over a shortlist of the output layer: see :class:`searnn.decoding.greedy.Scorer`).
         """
         if self.training:
             return self.step(enc, state.index(rows), tokens)
-        return self._fast_step(enc, state, self._token_gates_of(tokens), rows)
+        return self._fast_step(enc, state, self._token_gates_of(tokens), rows, project)
 
     def token_gates(self) -> torch.Tensor:
         """``(V, G)``: the first decoder layer's input pre-activations ``W_ih[:, :E] E_tgt[v] + b_ih`` of every
@@ -215,15 +226,17 @@ class Seq2Seq(nn.Module):
         return self._embedding_gates(self.tgt_embedding.weight)
 
     def step_cached(
-        self, enc: Encoded, state: DecoderState, tokens: torch.Tensor, gates: torch.Tensor
+        self, enc: Encoded, state: DecoderState, tokens: torch.Tensor, gates: torch.Tensor,
+        project: Projection | None = None,
     ) -> tuple[torch.Tensor, DecoderState]:
         """:meth:`step` with the token input projection looked up in ``gates`` (:meth:`token_gates`, computed
         once per decoding call) instead of recomputed for every row: the first layer then costs one matmul
         per step (the recurrent one) instead of two. Equal to :meth:`step` up to float rounding; in train mode
-        it calls :meth:`step` (dropout). tokens: ``(N,)`` long; returns logits ``(N, V)`` and the new state."""
+        it calls :meth:`step` (dropout). tokens: ``(N,)`` long; returns logits ``(N, V)`` and the new state.
+        ``project``: as in :meth:`step_shared` (eval mode only)."""
         if self.training:
             return self.step(enc, state, tokens)
-        return self._fast_step(enc, state, gates.index_select(0, tokens), None)
+        return self._fast_step(enc, state, gates.index_select(0, tokens), None, project)
 
     def _embedding_gates(self, emb: torch.Tensor) -> torch.Tensor:
         """``(N, G)`` first-layer input pre-activations ``W_ih[:, :E] x + b_ih`` of embeddings ``emb (N, E)``."""
@@ -236,13 +249,33 @@ class Seq2Seq(nn.Module):
         return self._embedding_gates(self.tgt_embedding(uniq)).index_select(0, inv)
 
     def _fast_step(
-        self, enc: Encoded, state: DecoderState, gx: torch.Tensor, rows: torch.Tensor | None
+        self, enc: Encoded, state: DecoderState, gx: torch.Tensor, rows: torch.Tensor | None,
+        project: Projection | None = None,
     ) -> tuple[torch.Tensor, DecoderState]:
         """Eval-mode decoder step from the token part of the first layer's input pre-activations ``gx (N, G)``.
 
         ``rows (N,)`` long: row n continues state row ``rows[n]`` (shared states, see :meth:`step_shared`); the
         recurrent projection is then computed once per state row. None: row n continues state row n.
+        ``project``: applied to the attentional outputs ``(N, H)`` instead of ``self.out`` (logits ``(N, V)``).
+        Profiled regions (:mod:`searnn.profiling`): ``decoder.rnn``, ``decoder.attention``,
+        ``decoder.projection``.
         """
+        with region("decoder.rnn"):
+            inp, new = self._fast_rnn(enc, state, gx, rows)
+        with region("decoder.attention"):
+            o_out = self._attentional(inp, self._row_context(enc, inp, new))
+        if self.cfg.input_feed:
+            new.feed = o_out
+        if project is not None:  # it profiles its own regions
+            return project(o_out), new
+        with region("decoder.projection"):
+            return self.out(o_out), new
+
+    def _fast_rnn(
+        self, enc: Encoded, state: DecoderState, gx: torch.Tensor, rows: torch.Tensor | None
+    ) -> tuple[torch.Tensor, DecoderState]:
+        """The recurrent part of :meth:`_fast_step`: the top layer's output ``(N, H)`` and the new state
+        (without its input feed)."""
         rnn = self.rnns[0]
         e, hid = self.cfg.tgt_emb_dim, self.cfg.hidden
 
@@ -283,10 +316,7 @@ class Seq2Seq(nn.Module):
             h=h_n, c=c_n, feed=None, batch_idx=pick(state.batch_idx), pos=None if pos is None else pick(pos),
             layout=state.layout if rows is None else None,  # same rows: same attention layout
         )
-        o_out = self._attentional(inp, self._row_context(enc, inp, new))
-        if self.cfg.input_feed:
-            new.feed = o_out
-        return self.out(o_out), new
+        return inp, new
 
     def _extra_inputs(self, enc: Encoded, state: DecoderState) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The decoder input besides the token embedding: previous attentional output (input feeding)

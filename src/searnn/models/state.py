@@ -13,7 +13,9 @@ the state (``step`` passes it on to the next state, so a whole roll-out pays for
 * ``identity`` (``batch_idx == arange(B)``): attention is one batched matmul against the memory;
 * ``grouped``: rows are scattered into a padded ``(B, M, .)`` block (M = most rows of one example) and
   attend with batched matmuls against the shared memory; costs ``B*M`` query slots (chosen when
-  ``B*M <= 2*N``), never copies the memory;
+  ``B*M <= 2*N``), never copies the memory. When the rows belong to a few of the B examples only (SeaRNN
+  roll-out chunks), the block has one row per present example, ``(G, M, .)``, and the G memories are
+  gathered (G rows of memory instead of N);
 * ``gather``: the memory (and attention keys) are gathered per row, transiently, ``(N, S, H_enc)``; only
   used when rows are so unbalanced across examples that grouping would waste more than half its slots.
 """
@@ -56,13 +58,17 @@ class RowLayout:
     """How N decoder rows are arranged against the B examples of an :class:`Encoded` for attention.
 
     mode: ``identity`` | ``grouped`` | ``gather`` (see module docstring); num_examples: B; pos: ``(N,)`` long, flat slot
-    ``b * width + j`` of each row in the padded ``(B, width)`` block (``grouped`` only); width: M.
+    ``g * width + j`` of each row in the padded ``(G, width)`` block (``grouped`` only); width: M;
+    examples: ``(G,)`` long, the examples that have rows, block row g being example ``examples[g]``
+    (``grouped`` over the present examples only, when grouping all B would waste too many slots; None:
+    G = B, block row b is example b).
     """
 
     mode: str
     num_examples: int
     pos: torch.Tensor | None = None
     width: int = 1
+    examples: torch.Tensor | None = None
 
     @staticmethod
     def build(batch_idx: torch.Tensor, num_examples: int) -> RowLayout:
@@ -76,15 +82,23 @@ class RowLayout:
             return RowLayout("identity", num_examples)
         counts = torch.bincount(batch_idx, minlength=num_examples)
         width = int(counts.max())
+        examples = None
+        block_row = None
         if num_examples * width > 2 * n:
-            return RowLayout("gather", num_examples)
+            # group over the examples that have rows only (SeaRNN roll-out chunks hold many rows of a few
+            # examples): the block then has G rows, and attention gathers G memories, not N
+            examples = counts.nonzero().squeeze(1)
+            if int(examples.numel()) * width > 2 * n:
+                return RowLayout("gather", num_examples)
+            block_row = torch.full_like(counts, -1)
+            block_row[examples] = torch.arange(int(examples.numel()), device=counts.device, dtype=counts.dtype)
         order = torch.argsort(batch_idx, stable=True)
         sorted_b = batch_idx[order]
         starts = torch.cumsum(counts, 0) - counts
         slot = torch.arange(n, device=batch_idx.device) - starts[sorted_b]
         pos = torch.empty_like(batch_idx)
-        pos[order] = sorted_b * width + slot
-        return RowLayout("grouped", num_examples, pos, width)
+        pos[order] = (sorted_b if block_row is None else block_row[sorted_b]) * width + slot
+        return RowLayout("grouped", num_examples, pos, width, examples)
 
 
 @dataclass
@@ -120,6 +134,24 @@ class DecoderState:
             feed=None if self.feed is None else self.feed.index_select(0, idx),
             batch_idx=self.batch_idx.index_select(0, idx),
             pos=None if self.pos is None else self.pos.index_select(0, idx),
+        )
+
+    def head(self, k: int) -> DecoderState:
+        """The first ``k`` rows, as views (no copy); equal to ``index(arange(k))``. The attention layout is
+        kept where it stays valid for the first rows (``grouped``: their slots; ``gather``)."""
+        layout = self.layout
+        if layout is not None and layout.mode == "grouped":
+            assert layout.pos is not None
+            layout = RowLayout("grouped", layout.num_examples, layout.pos[:k], layout.width, layout.examples)
+        elif layout is not None and layout.mode != "gather":
+            layout = None
+        return DecoderState(
+            h=self.h[:, :k],
+            c=None if self.c is None else self.c[:, :k],
+            feed=None if self.feed is None else self.feed[:k],
+            batch_idx=self.batch_idx[:k],
+            pos=None if self.pos is None else self.pos[:k],
+            layout=layout,
         )
 
     def repeat_interleave(self, k: int) -> DecoderState:

@@ -20,12 +20,14 @@ from searnn.data.batch import Batch
 from searnn.data.task import TaskData
 from searnn.errors import ConfigError, unknown_name
 from searnn.objectives.base import NORMALIZATIONS, LossOutput, Objective, ObjectiveConfig, normalize
-from searnn.objectives.cost_sensitive import KL_TIES, LOSSES, min_cost_mask
-from searnn.search.engine import SearchOptions, SearchResult, search
+from searnn.objectives.cost_sensitive import KL_TIES, LOSSES, TIE_TOL
+from searnn.profiling import region
+from searnn.search.engine import SPECIAL_TOKENS, SearchOptions, SearchResult, search
 from searnn.search.exploration import SAMPLERS
 from searnn.search.rollin import ROLLINS
 from searnn.search.rollout import MIX_PER, ROLLOUTS
 from searnn.search.schedules import SCHEDULES, Progress
+from searnn.search.shortlist import ROLLOUT_VOCABS, frequent_tokens
 
 
 @dataclass
@@ -133,6 +135,32 @@ class SearnnConfig(ObjectiveConfig):
     max_len_extra: int = field(
         default=2, metadata={"help": "variable-length tasks: extra tokens allowed beyond the ratio"}
     )
+    rollout_vocab: str = field(
+        default="full",
+        metadata={
+            "help": "argmax of the learned roll-outs over: full (the whole vocabulary, the paper) | shortlist "
+            "(an approximation: the batch's reference tokens, the shortlist_size most frequent target tokens, "
+            "the rolled-out tokens and EOS; logs shortlist_agree, its agreement with the full argmax); the "
+            "roll-in, the loss and evaluation keep the full softmax"
+        },
+    )
+    shortlist_size: int = field(
+        default=1000, metadata={"help": "rollout_vocab=shortlist: most frequent target tokens in the shortlist"}
+    )
+    rollout_horizon: int = field(
+        default=0,
+        metadata={
+            "help": "learned roll-outs decode at most this many tokens, then the cost's reference policy "
+            "completes the sequence (a deviation from the paper; 0 = decode to the end)"
+        },
+    )
+    special_tokens: str = field(
+        default="rollout",
+        metadata={
+            "help": "sample_tokens=all, the tokens no decoder emits (PAD, BOS): rollout (rolled out and in "
+            "the loss: the exact full-softmax losses) | drop (neither rolled out nor in the loss)"
+        },
+    )
 
     def __post_init__(self) -> None:
         choices = {
@@ -144,6 +172,8 @@ class SearnnConfig(ObjectiveConfig):
             "searnn_loss": tuple(LOSSES),
             "kl_ties": KL_TIES,
             "sample_tokens": SAMPLERS,
+            "rollout_vocab": ROLLOUT_VOCABS,
+            "special_tokens": SPECIAL_TOKENS,
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
@@ -161,7 +191,7 @@ class SearnnConfig(ObjectiveConfig):
         if not float(self.max_len_ratio) >= 1.0:
             raise ConfigError(f"max_len_ratio must be >= 1, got {self.max_len_ratio!r}")
         for name, low in (("num_tokens", 1), ("gt_neighbors", 0), ("num_cells", 0), ("rollout_batch_size", 1),
-                          ("max_len_extra", 0)):
+                          ("max_len_extra", 0), ("shortlist_size", 0), ("rollout_horizon", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -181,6 +211,9 @@ class SearnnConfig(ObjectiveConfig):
             rollout_batch_size=self.rollout_batch_size,
             max_len_ratio=float(self.max_len_ratio),
             max_len_extra=self.max_len_extra,
+            rollout_vocab=self.rollout_vocab,
+            rollout_horizon=self.rollout_horizon,
+            special_tokens=self.special_tokens,
         )
 
 
@@ -200,6 +233,9 @@ class SearnnObjective(Objective):
             self.loss_fn = functools.partial(LOSSES["kl"], ties=config.kl_ties)
         self.scale = float(config.kl_scale if config.searnn_loss == "kl" else config.margin_scale)
         self.progress = Progress()
+        self.frequent: torch.Tensor | None = None
+        if config.rollout_vocab == "shortlist":
+            self.frequent = frequent_tokens(task.train, len(task.tgt_vocab), config.shortlist_size)
 
     # -- schedule ----------------------------------------------------------------------------------
     def start_epoch(self, epoch: int, total_epochs: int) -> None:
@@ -222,7 +258,9 @@ class SearnnObjective(Objective):
     # -- loss --------------------------------------------------------------------------------------
     def search(self, model: torch.nn.Module, batch: Batch) -> SearchResult:
         """Roll in and out, return the costs (no loss)."""
-        return search(model, batch, self.cost, self.fixed_length, self.options, self.current_rollin_ref_prob())
+        return search(
+            model, batch, self.cost, self.fixed_length, self.options, self.current_rollin_ref_prob(), self.frequent
+        )
 
     def cell_losses(
         self, model: torch.nn.Module | None, result: SearchResult, logs: dict[str, float]
@@ -231,11 +269,16 @@ class SearnnObjective(Objective):
         del model, logs
         logits = result.rollin.logits.float()  # (B, T, V)
         b, t, v = logits.shape
+        flat_logits, flat_costs, prefer = logits.reshape(b * t, v), result.costs.reshape(b * t, v), None
+        compact = compact_cells(result, b, t, v)
+        if compact is not None:  # the losses only read the rolled-out tokens: K columns instead of V
+            columns, flat_costs, prefer = compact
+            flat_logits = flat_logits.gather(1, columns)
         return self.loss_fn(
-            logits.reshape(b * t, v),
-            result.costs.reshape(b * t, v),
+            flat_logits,
+            flat_costs,
             scale=self.scale,
-            prefer=result.reference.reshape(b * t),
+            prefer=result.reference.reshape(b * t) if prefer is None else prefer,
         ).view(b, t)
 
     def loss_from(
@@ -252,7 +295,8 @@ class SearnnObjective(Objective):
         try:
             result = self.search(model, batch)
             logs = dict(result.stats)
-            _, loss, denom = self.loss_from(result, model, logs)
+            with region("loss"):
+                _, loss, denom = self.loss_from(result, model, logs)
         except BaseException:  # interrupted (Ctrl-C) or failed: this batch is not trained, do not count it
             self.progress.unstep()
             self.step_count -= 1
@@ -260,8 +304,47 @@ class SearnnObjective(Objective):
         with torch.no_grad():
             mask = result.cell_mask
             argmax = result.rollin.logits.detach().argmax(dim=-1)  # (B, T)
-            is_min = min_cost_mask(result.costs.flatten(0, 1)).view_as(result.costs)
-            hit = is_min.gather(2, argmax[:, :, None]).squeeze(2) & mask
+            # min_cost_mask at the argmax only: its cost is finite and within TIE_TOL of the cell's minimum
+            low = result.costs.min(dim=-1).values  # (B, T)
+            chosen = result.costs.gather(2, argmax[:, :, None]).squeeze(2)
+            hit = torch.isfinite(chosen) & (chosen - low <= TIE_TOL) & mask
             logs["argmax_is_min"] = float(hit.sum()) / max(float(mask.sum()), 1.0)
             logs["rollin_cost"] = float(result.rollin_cost.float().mean())
         return LossOutput(loss, denom, logs)
+
+
+def compact_cells(
+    result: SearchResult, b: int, t: int, v: int, max_fraction: float = 0.25
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The rolled-out tokens of every cell as K compact columns, K = most tokens rolled out at one cell.
+
+    Every cost-sensitive loss reads a cell's scores and costs on its rolled-out set S only (a masked
+    softmax over the finite costs), so gathering those columns gives the same losses and gradients up to
+    float rounding at K/V of the cost. Returns ``(columns (B*T, K) long, costs (B*T, K) float, +inf on
+    padding columns; prefer (B*T,) long, the column of each cell's reference token)`` with the columns of a
+    cell in increasing token order (so the losses' lowest-id tie-break is unchanged), or None when K
+    exceeds ``max_fraction * V`` (nothing to gain, e.g. ``sample_tokens='all'``) or when a rolled-out
+    cell lacks its reference token (the forced tokens always include it).
+    """
+    cand = result.candidates
+    n = len(cand)
+    if n == 0:
+        return None
+    cell = cand.b * t + cand.t  # (N,), non-decreasing: candidates come in (b, t, a) order
+    counts = torch.bincount(cell, minlength=b * t)
+    k = int(counts.max())
+    if k > max_fraction * v:
+        return None
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(n, device=cell.device) - starts[cell]
+    columns = torch.zeros(b * t, k, dtype=torch.long, device=cell.device)
+    columns[cell, rank] = cand.a
+    costs = torch.full((b * t, k), float("inf"), dtype=result.costs.dtype, device=cell.device)
+    costs[cell, rank] = result.costs[cand.b, cand.t, cand.a]
+    ref = result.reference.reshape(b * t)
+    hit = (columns == ref[:, None]) & torch.isfinite(costs)
+    found = hit.any(dim=1)
+    if bool(((counts > 0) & ~found).any()):
+        return None  # a cell rolled out without its reference token: keep the dense form (its tie rules)
+    prefer = torch.where(found, hit.to(torch.int8).argmax(dim=1), torch.zeros_like(ref))
+    return columns, costs, prefer

@@ -7,10 +7,13 @@ vectorised tensor code (loops run over time steps only):
 2. choose cells and tokens as boolean masks (:mod:`searnn.search.exploration`) and flatten them into
    candidate index tensors ``(b, t, a)``;
 3. draw learned vs reference roll-outs and complete every candidate (:mod:`searnn.search.rollout`);
-4. score every completed candidate, and the roll-in sequences themselves, in **one** batched cost call;
+4. score every completed candidate, and the roll-in sequences themselves, in **one** batched cost call
+   (by length buckets, :mod:`searnn.search.bucketing`);
 5. scatter the costs into a ``(B, T, V)`` tensor, ``+inf`` where nothing was rolled out.
 
 The costs are constants (no autograd history); only ``result.rollin.logits`` carries gradient.
+Profiled regions (:mod:`searnn.profiling`, off by default): ``rollin``, ``explore``, ``rollout`` (with
+``learned``, ``reference`` and the decoder's regions inside), ``cost``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import torch
 from searnn.costs.base import Cost, pad_to
 from searnn.data.batch import Batch
 from searnn.data.vocab import BOS_ID, PAD_ID
+from searnn.decoding.greedy import Scorer
+from searnn.profiling import region
+from searnn.search.bucketing import bucketed_cost
 from searnn.search.exploration import (
     extended_reference,
     forced_tokens,
@@ -33,6 +39,10 @@ from searnn.search.exploration import (
 )
 from searnn.search.rollin import RollIn, roll_in
 from searnn.search.rollout import Candidates, Completions, complete, draw_learned
+from searnn.search.shortlist import build_shortlist
+
+SPECIAL_TOKENS = ("rollout", "drop")
+"""What ``sample_tokens='all'`` does with the tokens no decoder emits (``SearnnConfig.special_tokens``)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,9 @@ class SearchOptions:
     rollout_batch_size: int = 1024
     max_len_ratio: float = 1.5
     max_len_extra: int = 2
+    rollout_vocab: str = "full"
+    rollout_horizon: int = 0
+    special_tokens: str = "rollout"
 
 
 @dataclass
@@ -86,8 +99,9 @@ def output_cap(ref_len: torch.Tensor, fixed_length: bool, ratio: float, extra: i
 
 
 NEVER_DRAWN = (PAD_ID, BOS_ID)
-"""Tokens the samplers never draw: decoders never emit them (``sample_tokens='all'`` still rolls them
-out, so that S is the whole vocabulary and LL / KL are exactly the full-softmax losses)."""
+"""Tokens the samplers never draw: decoders never emit them. ``sample_tokens='all'`` still rolls them
+out by default (``special_tokens='rollout'``), so that S is the whole vocabulary and LL / KL are exactly
+the full-softmax losses; ``special_tokens='drop'`` removes them from the candidates and from S."""
 
 
 def search(
@@ -97,50 +111,66 @@ def search(
     fixed_length: bool,
     opts: SearchOptions,
     rollin_ref_prob: float | None = None,
+    frequent: torch.Tensor | None = None,
 ) -> SearchResult:
     """Run the search for ``batch`` (see the module docstring).
 
     model: a :class:`searnn.models.Seq2Seq` (its mode is kept for the roll-in; roll-outs run in eval
     mode); cost: the task cost with its oracle; rollin_ref_prob: overrides ``opts.rollin_ref_prob``
-    (scheduled value).
+    (scheduled value); frequent: ``(K,)`` long, the most frequent target tokens, part of the shortlist
+    when ``opts.rollout_vocab == 'shortlist'`` (:mod:`searnn.search.shortlist`).
     """
     p_in = opts.rollin_ref_prob if rollin_ref_prob is None else rollin_ref_prob
     ref_len = batch.tgt_len - 1
     cap = output_cap(ref_len, fixed_length, opts.max_len_ratio, opts.max_len_extra)
-    rollin = roll_in(
-        model, batch, opts.rollin, p_in, cap, fixed_length, oracle=cost, need_states=opts.rollout != "reference"
-    )
+    with region("rollin"):
+        rollin = roll_in(
+            model, batch, opts.rollin, p_in, cap, fixed_length, oracle=cost, need_states=opts.rollout != "reference"
+        )
     b, t_cells, v = rollin.logits.shape
     device = batch.tgt.device
 
-    with torch.no_grad():
+    with torch.no_grad(), region("explore"):
         cells = select_cells(rollin.cell_mask, last_cells(rollin.cells, t_cells), opts.num_cells)
         ext_ref = extended_reference(batch.tgt, batch.tgt_len, max(t_cells, batch.tgt.shape[1]))
         forced = forced_tokens(ext_ref, ref_len, t_cells, v, opts.gt_neighbors, add_eos=not fixed_length)
         tokens = sample_tokens(
             opts.sample_tokens, opts.num_tokens, forced, rollin.logits, opts.bias_temperature, exclude=NEVER_DRAWN
         )
+        if opts.special_tokens == "drop" and opts.sample_tokens == "all":
+            tokens[:, :, list(NEVER_DRAWN)] = False  # never emitted: no candidates, not in the loss's set
         tokens &= cells[:, :, None]
         flat = tokens.nonzero()  # (N, 3), rows in (b, t, a) order
         cb, ct, ca = flat[:, 0], flat[:, 1], flat[:, 2]
         learned = draw_learned(opts.rollout, opts.rollout_ref_prob, cb, b, opts.mix_per)
         cand = Candidates(cb, ct, ca, learned)
+        shortlist_stats: dict[str, float] = {}
+        scorer = None
+        if opts.rollout_vocab == "shortlist":
+            base = torch.zeros(0, dtype=torch.long) if frequent is None else frequent
+            shortlist = build_shortlist(batch.tgt, ca, base, v)
+            scorer = Scorer(model, fixed_length, device, vocab=shortlist, stats=shortlist_stats)
+            shortlist_stats["shortlist_size"] = float(v if scorer.vocab is None else scorer.vocab.numel())
 
+    with torch.no_grad():
         start = time.perf_counter()
-        comp = complete(
-            model, rollin, cand, cap, batch.tgt, ref_len, cost, fixed_length, opts.rollout_batch_size
-        )
+        with region("rollout"):
+            comp = complete(
+                model, rollin, cand, cap, batch.tgt, ref_len, cost, fixed_length, opts.rollout_batch_size,
+                scorer=scorer, horizon=opts.rollout_horizon,
+            )
         rollout_s = time.perf_counter() - start
-        # One cost call for every completed candidate and the B roll-in sequences.
-        width = max(comp.seq.shape[1], t_cells)
-        hyp = torch.cat([pad_to(comp.seq, width, PAD_ID), pad_to(rollin.tokens, width, PAD_ID)], dim=0)
-        hyp_len = torch.cat([comp.seq_len, rollin.cells - 1])
-        rows = torch.cat([cb, torch.arange(b, device=device)])
-        scores = cost(hyp, hyp_len, batch.tgt.index_select(0, rows), ref_len.index_select(0, rows))
-        elapsed = time.perf_counter() - start
-        n = len(cand)
-        costs = torch.full((b, t_cells, v), math.inf, dtype=torch.float32, device=device)
-        costs[cb, ct, ca] = scores[:n].float()
+        with region("cost"):
+            # One cost call for every completed candidate and the B roll-in sequences.
+            width = max(comp.seq.shape[1], t_cells)
+            hyp = torch.cat([pad_to(comp.seq, width, PAD_ID), pad_to(rollin.tokens, width, PAD_ID)], dim=0)
+            hyp_len = torch.cat([comp.seq_len, rollin.cells - 1])
+            rows = torch.cat([cb, torch.arange(b, device=device)])
+            scores = bucketed_cost(cost, hyp, hyp_len, batch.tgt.index_select(0, rows), ref_len.index_select(0, rows))
+            elapsed = time.perf_counter() - start
+            n = len(cand)
+            costs = torch.full((b, t_cells, v), math.inf, dtype=torch.float32, device=device)
+            costs[cb, ct, ca] = scores[:n].float()
 
     stats = {
         "rollouts": float(n),
@@ -155,6 +185,14 @@ def search(
         "tokens_per_cell": n / max(float(cells.sum()), 1.0),
         "rollin_ref_prob": float(p_in),
     }
+    if opts.rollout_horizon > 0:
+        stats["rollouts_cut"] = float(comp.num_cut)
+    if scorer is not None:
+        stats["shortlist_size"] = shortlist_stats["shortlist_size"]
+        checked = shortlist_stats.get("shortlist_checked", 0.0)
+        # a shortlist holding every emittable token is the full vocabulary: agreement 1 by construction
+        stats["shortlist_agree"] = shortlist_stats.get("shortlist_agree", 0.0) / checked if checked else 1.0
+        stats["shortlist_checked"] = checked
     return SearchResult(
         rollin=rollin,
         costs=costs,

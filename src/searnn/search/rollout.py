@@ -19,6 +19,11 @@ then token ``a`` at position t, then a completion:
   policy): it is copied, not decoded;
 * **reference** roll-out: the cost's oracle ``complete(prefix + a)`` (no network).
 
+Options (both off by default, i.e. the paper's roll-outs): a shortlist ``scorer``
+(:mod:`searnn.search.shortlist`) takes the learned roll-outs' argmax over a shortlist of tokens; a
+``horizon`` H > 0 decodes at most H tokens of each learned roll-out and lets the cost's reference policy
+complete the rest (a deviation from the paper: the paper's learned roll-outs decode to the end).
+
 Every candidate's output is returned as one padded ``(N, L)`` tensor, ready for one batched cost call.
 """
 
@@ -30,7 +35,9 @@ import torch
 
 from searnn.costs.base import Cost, pad_to
 from searnn.data.vocab import EOS_ID, PAD_ID
-from searnn.decoding.greedy import greedy, token_gates_for
+from searnn.decoding.greedy import Scorer, greedy, token_gates_for
+from searnn.profiling import region
+from searnn.search.bucketing import bucketed_complete
 from searnn.search.rollin import RollIn
 
 ROLLOUTS = ("reference", "learned", "mixed")
@@ -67,6 +74,8 @@ class Completions:
     decoder_steps: int
     decoder_calls: int = 0
     num_reused: int = 0
+    num_cut: int = 0
+    """learned roll-outs stopped at the horizon and completed by the reference policy"""
 
 
 def draw_learned(
@@ -114,11 +123,16 @@ def complete(
     oracle: Cost,
     fixed_length: bool,
     chunk_size: int = 1024,
+    scorer: Scorer | None = None,
+    horizon: int = 0,
 ) -> Completions:
     """Complete every candidate (see the module docstring).
 
     cap: ``(B,)`` long, most tokens of an output of each example; ref: ``(B, T')`` long reference
-    tokens, ref_len: ``(B,)`` (tokens, without EOS); oracle: the cost providing ``complete``.
+    tokens, ref_len: ``(B,)`` (tokens, without EOS); oracle: the cost providing ``complete``;
+    scorer: the learned roll-outs' output scores (default: the full vocabulary); horizon: most tokens
+    decoded per learned roll-out before the oracle completes it (0 = decode to the end).
+    Profiled regions (:mod:`searnn.profiling`): ``learned``, ``reference``.
     """
     cap_n = cap.index_select(0, cand.b)  # (N,)
     width = int(cap.max()) + 1 if cap.numel() else 1
@@ -131,21 +145,36 @@ def complete(
     own = rollin.tokens[cand.b, cand.t] == cand.a
     reuse = grows & cand.learned & own & (cand.t >= rollin.last_deviation.index_select(0, cand.b))
     reuse_rows = reuse.nonzero().squeeze(1)
+    reuse_cut = reuse_rows[:0]
     if reuse_rows.numel() > 0:
         rb = cand.b.index_select(0, reuse_rows)
         length = rollin.cells.index_select(0, rb) - 1  # the roll-in's tokens, without its EOS
         own_seq = pad_to(rollin.tokens.index_select(0, rb), seq.shape[1], PAD_ID)
         pos = torch.arange(seq.shape[1], device=seq.device)[None, :]
+        reuse_cut = reuse_rows[:0]
+        if horizon > 0:  # as a decoded roll-out: keep H tokens after the candidate when the budget allows more
+            stop = cand.t.index_select(0, reuse_rows) + 1 + horizon
+            over = (length >= stop) & (cap_n.index_select(0, reuse_rows) > stop)
+            length = torch.where(over, stop, length)
+            reuse_cut = reuse_rows[over]
         seq[reuse_rows] = torch.where(pos < length[:, None], own_seq, torch.full_like(own_seq, PAD_ID))
         seq_len[reuse_rows] = length
     learned_rows = (grows & cand.learned & ~reuse).nonzero().squeeze(1)
     steps = calls = 0
+    cut = learned_rows[:0]
     if learned_rows.numel() > 0:
-        steps, calls = _learned(model, rollin, cand, cap_n, learned_rows, seq, seq_len, fixed_length, chunk_size)
-    if reference_rows.numel() > 0:
-        seq = _reference(cand, reference_rows, seq, seq_len, ref, ref_len, oracle, width)
+        with region("learned"):
+            steps, calls, cut = _learned(
+                model, rollin, cand, cap_n, learned_rows, seq, seq_len, fixed_length, chunk_size, scorer, horizon
+            )
+    cut = torch.cat([cut, reuse_cut])
+    with region("reference"):
+        if reference_rows.numel() > 0 or cut.numel() > 0:
+            # the reference completions and the learned roll-outs cut at the horizon, in one oracle call
+            seq = _reference(cand, torch.cat([reference_rows, cut]), seq, seq_len, ref, ref_len, oracle, width)
     return Completions(
-        seq, seq_len, int(learned_rows.numel()), int(reference_rows.numel()), steps, calls, int(reuse_rows.numel())
+        seq, seq_len, int(learned_rows.numel()), int(reference_rows.numel()), steps, calls, int(reuse_rows.numel()),
+        int(cut.numel()),
     )
 
 
@@ -159,21 +188,28 @@ def _learned(
     seq_len: torch.Tensor,
     fixed_length: bool,
     chunk_size: int,
-) -> tuple[int, int]:
+    scorer: Scorer | None = None,
+    horizon: int = 0,
+) -> tuple[int, int, torch.Tensor]:
     """Greedy continuations of candidates ``rows``, written into ``seq``/``seq_len`` in place.
-    Returns the number of decoder row-steps and of decoder calls run."""
+    Returns the number of decoder row-steps and of decoder calls run, and the candidates ``(C,)`` long
+    whose decoding stopped at the ``horizon`` (> 0) before their end (the caller completes them)."""
     if rollin.states is None:
         raise ValueError("learned roll-outs need the roll-in states (roll_in(..., need_states=True))")
     b_size = rollin.tokens.shape[0]
     start = cand.t.index_select(0, rows) + 1  # first position of the continuation
     budget = cap_n.index_select(0, rows) - start  # (R,) tokens left, >= 1
+    full_budget = budget
+    if horizon > 0:
+        budget = budget.clamp(max=horizon)
     # Longest continuations first, so that each chunk holds rows of similar length.
     order = torch.argsort(budget, descending=True, stable=True)
-    rows, start, budget = rows[order], start[order], budget[order]
+    rows, start, budget, full_budget = rows[order], start[order], budget[order], full_budget[order]
     state_rows = cand.t.index_select(0, rows) * b_size + cand.b.index_select(0, rows)
     was_training = model.training
     model.eval()
     steps = calls = 0
+    cut: list[torch.Tensor] = []
     try:
         with torch.no_grad():
             # the token-gate table once for all chunks (it costs V x E x G, like ~V decoded rows)
@@ -184,16 +220,19 @@ def _learned(
                 shared, branch = torch.unique(state_rows[sl], return_inverse=True)
                 tokens, lengths = greedy(
                     model, rollin.enc, rollin.states.index(shared), budget[sl], fixed_length,
-                    first_tokens=cand.a.index_select(0, rows[sl]), state_rows=branch, gates=gates,
+                    first_tokens=cand.a.index_select(0, rows[sl]), state_rows=branch, gates=gates, scorer=scorer,
                 )
                 # a row that stopped on EOS ran one step more than it emitted
                 ran = torch.minimum(lengths + 1, budget[sl])
                 steps += int(ran.sum())
                 calls += int(ran.max())
-                _write(seq, seq_len, rows[sl], start[sl], tokens, lengths)
+                with region("write"):
+                    _write(seq, seq_len, rows[sl], start[sl], tokens, lengths)
+                    if horizon > 0:  # still going at the horizon: no EOS, budget left
+                        cut.append(rows[sl][(lengths == budget[sl]) & (budget[sl] < full_budget[sl])])
     finally:
         model.train(was_training)
-    return steps, calls
+    return steps, calls, torch.cat(cut) if cut else rows[:0]
 
 
 def _write(
@@ -225,12 +264,12 @@ def _reference(
     oracle: Cost,
     width: int,
 ) -> torch.Tensor:
-    """Oracle completions of candidates ``rows`` (one batched ``complete`` call). Returns ``seq``,
+    """Oracle completions of candidates ``rows`` (batched ``complete`` calls by length bucket). Returns ``seq``,
     widened if the oracle's outputs are longer; ``seq_len`` is updated in place."""
     b = cand.b.index_select(0, rows)
-    out, out_len = oracle.complete(
-        seq.index_select(0, rows), seq_len.index_select(0, rows), ref.index_select(0, b), ref_len.index_select(0, b),
-        width - 1,
+    out, out_len = bucketed_complete(
+        oracle, seq.index_select(0, rows), seq_len.index_select(0, rows), ref.index_select(0, b),
+        ref_len.index_select(0, b), width - 1,
     )
     if out.shape[1] > seq.shape[1]:
         seq = pad_to(seq, out.shape[1], PAD_ID)
