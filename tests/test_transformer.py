@@ -87,7 +87,7 @@ def test_cache_rows_branch_and_concatenate() -> None:
         _, short = model.step(enc, short, torch.tensor([1, 1]))
         _, long = model.step(enc, short, torch.tensor([5, 6]))
         joined = TransformerState.cat([short, long])
-        assert joined.keys.shape[3] == 2 and joined.valid.tolist() == [[True, False], [True, False],
+        assert joined.width == 2 and joined.valid.tolist() == [[True, False], [True, False],
                                                                       [True, True], [True, True]]
         tokens = torch.tensor([7, 8, 7, 8])
         a, _ = model.step(enc, joined, tokens)
@@ -95,7 +95,7 @@ def test_cache_rows_branch_and_concatenate() -> None:
         b1, _ = model.step(enc, long, tokens[2:])
         torch.testing.assert_close(a, torch.cat([b0, b1]), atol=1e-5, rtol=1e-5)
         branched = long.index(torch.tensor([1, 1, 0]))
-        assert torch.equal(branched.keys[:, 0], long.keys[:, 1]) and branched.batch_idx.tolist() == [1, 1, 0]
+        assert torch.equal(branched.cache()[0][:, 0], long.cache()[0][:, 1]) and branched.batch_idx.tolist() == [1, 1, 0]
 
 
 def test_transformer_options_are_checked() -> None:

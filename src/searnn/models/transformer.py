@@ -64,9 +64,15 @@ class TransformerEncoded:
 
 @dataclass
 class TransformerState:
-    """N decoder rows: keys / values ``(L, N, heads, P, d_head)`` (the self-attention cache), valid ``(N, P)``
-    bool (cache columns that hold a token), pos ``(N,)`` long (tokens consumed: the next input's position),
-    batch_idx ``(N,)`` long. ``layout``: the cached cross-attention :class:`RowLayout` of ``batch_idx``."""
+    """N decoder rows: keys / values ``(L, N, heads, C, d_head)`` (the self-attention cache; its first P columns
+    hold the state, P = ``valid.shape[1]``, C >= P), valid ``(N, P)`` bool (cache columns that hold a token),
+    pos ``(N,)`` long (tokens consumed: the next input's position), batch_idx ``(N,)`` long. ``layout``: the
+    cached cross-attention :class:`RowLayout` of ``batch_idx``.
+
+    Spare capacity (C > P, without autograd only): ``fill`` is a one-item list shared by the states of one
+    buffer, the number of its columns written so far. A step from a state whose P equals ``fill`` writes the new
+    column in place (no copy of the cache); any other state (an older one, a sibling) copies the cache first,
+    so states stay immutable values."""
 
     keys: torch.Tensor
     values: torch.Tensor
@@ -74,30 +80,44 @@ class TransformerState:
     pos: torch.Tensor
     batch_idx: torch.Tensor
     layout: RowLayout | None = field(default=None, repr=False, compare=False)
+    fill: list[int] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.batch_idx.shape[0])
+
+    @property
+    def width(self) -> int:
+        """P, the cache columns of this state."""
+        return int(self.valid.shape[1])
+
+    def cache(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values ``(L, N, heads, P, d_head)`` (views of the first P columns)."""
+        p = self.width
+        return self.keys[:, :, :, :p], self.values[:, :, :, :p]
 
     def index(self, idx: torch.Tensor) -> TransformerState:
         """Rows ``idx (M,)`` long (repeats branch a row's cache; a bool mask ``(N,)`` also works)."""
         idx = idx.to(self.batch_idx.device)
         if idx.dtype == torch.bool:
             idx = idx.nonzero().squeeze(1)
+        keys, values = self.cache()
         return TransformerState(
-            self.keys.index_select(1, idx), self.values.index_select(1, idx), self.valid.index_select(0, idx),
+            keys.index_select(1, idx), values.index_select(1, idx), self.valid.index_select(0, idx),
             self.pos.index_select(0, idx), self.batch_idx.index_select(0, idx),
         )
 
     def head(self, k: int) -> TransformerState:
         """The first ``k`` rows, as views."""
-        return TransformerState(self.keys[:, :k], self.values[:, :k], self.valid[:k], self.pos[:k], self.batch_idx[:k])
+        return TransformerState(
+            self.keys[:, :k], self.values[:, :k], self.valid[:k], self.pos[:k], self.batch_idx[:k], fill=self.fill
+        )
 
     @classmethod
     def cat(cls, states: Sequence[TransformerState]) -> TransformerState:
         """Rows of several states; caches of different widths are padded with invalid columns."""
         if not states:
             raise ValueError("TransformerState.cat needs at least one state")
-        width = max(int(s.valid.shape[1]) for s in states)
+        width = max(s.width for s in states)
 
         def pad(x: torch.Tensor, dim: int) -> torch.Tensor:
             extra = width - x.shape[dim]
@@ -108,20 +128,19 @@ class TransformerState:
             return torch.cat([x, x.new_zeros(shape)], dim=dim)
 
         return cls(
-            torch.cat([pad(s.keys, 3) for s in states], 1), torch.cat([pad(s.values, 3) for s in states], 1),
+            torch.cat([pad(s.cache()[0], 3) for s in states], 1), torch.cat([pad(s.cache()[1], 3) for s in states], 1),
             torch.cat([pad(s.valid, 1) for s in states], 0), torch.cat([s.pos for s in states]),
             torch.cat([s.batch_idx for s in states]),
         )
 
     def detach(self) -> TransformerState:
-        return TransformerState(
-            self.keys.detach(), self.values.detach(), self.valid, self.pos, self.batch_idx, self.layout
-        )
+        keys, values = self.cache()
+        return TransformerState(keys.detach(), values.detach(), self.valid, self.pos, self.batch_idx, self.layout)
 
     def to(self, device: torch.device | str) -> TransformerState:
+        keys, values = self.cache()
         return TransformerState(
-            self.keys.to(device), self.values.to(device), self.valid.to(device), self.pos.to(device),
-            self.batch_idx.to(device),
+            keys.to(device), values.to(device), self.valid.to(device), self.pos.to(device), self.batch_idx.to(device)
         )
 
     def get_layout(self, num_examples: int) -> RowLayout:
@@ -181,6 +200,31 @@ def attend_rows(
     if extra is not None:
         out = out + w[:, :, s:] * extra[1]
     return out
+
+
+def _append(
+    base: TransformerState, k: torch.Tensor, v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, list[int] | None]:
+    """The cache of ``base`` with one more column ``k, v (L, N, heads, d_head)``: keys, values, fill (see
+    :class:`TransformerState`). With autograd, a new tensor; without, written in place into spare capacity
+    when ``base`` owns the buffer's next column, else into a new buffer with room for more columns."""
+    p = base.width
+    if torch.is_grad_enabled() and (k.requires_grad or base.keys.requires_grad):
+        keys, values = base.cache()
+        return torch.cat([keys, k.unsqueeze(3)], 3), torch.cat([values, v.unsqueeze(3)], 3), None
+    keys, values, fill = base.keys, base.values, base.fill
+    if fill is None or fill[0] != p or keys.shape[3] <= p:
+        old_k, old_v = base.cache()
+        shape = list(old_k.shape)
+        shape[3] = p + max(8, p // 2)
+        keys, values = old_k.new_empty(shape), old_v.new_empty(shape)
+        keys[:, :, :, :p] = old_k
+        values[:, :, :, :p] = old_v
+        fill = [p]
+    keys[:, :, :, p] = k
+    values[:, :, :, p] = v
+    fill[0] = p + 1
+    return keys, values, fill
 
 
 class _Attention(nn.Module):
@@ -392,6 +436,7 @@ class Transformer(nn.Module):
         layout = state.get_layout(enc.batch_size) if rows is None else RowLayout.build(batch_idx, enc.batch_size)
         shared = None if rows is None else RowLayout.build(rows, len(state))
         n = int(tokens.shape[0])
+        p_old = state.width
         new_k, new_v = [], []
         for li, layer in enumerate(self.dec_layers):
             a = layer.self_attn
@@ -400,7 +445,7 @@ class Transformer(nn.Module):
             k = a.k(hq).view(n, self.heads, self.dh)
             v = a.v(hq).view(n, self.heads, self.dh)
             own = (q * k).sum(-1) / math.sqrt(self.dh)  # (N, h): the row's own new token
-            ck, cv = state.keys[li], state.values[li]  # (U or N, h, P, dh)
+            ck, cv = state.keys[li, :, :, :p_old], state.values[li, :, :, :p_old]  # (U or N, h, P, dh)
             if rows is None:
                 scores = (q.unsqueeze(2) @ ck.transpose(-1, -2)).squeeze(2) / math.sqrt(self.dh)
                 scores = torch.cat([scores.masked_fill(~state.valid[:, None, :], float("-inf")), own[..., None]], -1)
@@ -419,10 +464,9 @@ class Transformer(nn.Module):
             new_k.append(k)
             new_v.append(v)
         base = state if rows is None else state.index(rows)
-        keys = torch.cat([base.keys, torch.stack(new_k).unsqueeze(3)], dim=3)
-        values = torch.cat([base.values, torch.stack(new_v).unsqueeze(3)], dim=3)
+        keys, values, fill = _append(base, torch.stack(new_k), torch.stack(new_v))
         valid = torch.cat([base.valid, base.valid.new_ones(n, 1)], dim=1)
-        new = TransformerState(keys, values, valid, pos + 1, batch_idx, layout=layout)
+        new = TransformerState(keys, values, valid, pos + 1, batch_idx, layout=layout, fill=fill)
         return self.dec_norm(x), new
 
     # ------------------------------------------------------------------ teacher forcing
