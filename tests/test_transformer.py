@@ -155,3 +155,31 @@ def test_train_and_predict_a_transformer_on_shipped_tasks(tmp_path, capsys, monk
     capsys.readouterr()
     assert main(["predict", str(run_dir)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_in_place_cache_keeps_states_immutable() -> None:
+    """Without autograd a step writes into spare cache capacity; stepping an older state or a sibling again
+    must not change what the newer states hold (each compared with a decode from scratch)."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(arch="transformer", hidden=8, heads=2, ffn_dim=8), [9], None, 11).eval()
+    src, src_len = torch.randint(4, 9, (2, 3, 1)), torch.tensor([3, 2])
+
+    def fresh(tokens: list[list[int]]) -> torch.Tensor:
+        state = model.init_state(enc)
+        for col in zip(*tokens, strict=True):
+            logits, state = model.step(enc, state, torch.tensor(col))
+        return logits
+
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        _, s0 = model.step(enc, model.init_state(enc), torch.tensor([1, 1]))
+        _, s1 = model.step(enc, s0, torch.tensor([5, 6]))  # owns the next column of s0's buffer
+        _, s2 = model.step(enc, s0, torch.tensor([7, 8]))  # a sibling: must copy
+        _, s3 = model.step(enc, s0.head(1), torch.tensor([9]))  # a view of s0's rows: must copy too
+        assert s1.fill is not None and s1.keys.shape[3] > s1.width  # spare capacity in use
+        l1, _ = model.step(enc, s1, torch.tensor([4, 4]))
+        l2, _ = model.step(enc, s2, torch.tensor([4, 4]))
+        l3, _ = model.step(enc, s3, torch.tensor([4]))
+        torch.testing.assert_close(l1, fresh([[1, 5, 4], [1, 6, 4]]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(l2, fresh([[1, 7, 4], [1, 8, 4]]), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(l3, fresh([[1, 9, 4], [1, 9, 4]])[:1], atol=1e-5, rtol=1e-5)
