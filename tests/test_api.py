@@ -152,3 +152,22 @@ def test_import_searnn_is_light() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert set(["SearnnLoss", "make_cost", "check_model", "decode"]) <= set(dir(searnn))
+
+
+def test_readme_python_api_snippet_runs() -> None:
+    """The README's "Python API" code block runs as printed, with a user's model and a few batches."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    section = (root / "README.md").read_text().split("## Python API", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    sys.path.insert(0, str(root / "examples"))
+    try:
+        from own_model_searnn import TinySeq2Seq, reversal_data, tensors
+    finally:
+        sys.path.pop(0)
+    pairs = reversal_data(32, seed=0)
+    namespace = {"MyModel": TinySeq2Seq, "batches": [tensors(pairs[:16]), tensors(pairs[16:])]}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert len(code.strip().splitlines()) <= 12

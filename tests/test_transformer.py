@@ -95,7 +95,8 @@ def test_cache_rows_branch_and_concatenate() -> None:
         b1, _ = model.step(enc, long, tokens[2:])
         torch.testing.assert_close(a, torch.cat([b0, b1]), atol=1e-5, rtol=1e-5)
         branched = long.index(torch.tensor([1, 1, 0]))
-        assert torch.equal(branched.cache()[0][:, 0], long.cache()[0][:, 1]) and branched.batch_idx.tolist() == [1, 1, 0]
+        assert torch.equal(branched.cache()[0][:, 0], long.cache()[0][:, 1])
+        assert branched.batch_idx.tolist() == [1, 1, 0]
 
 
 def test_transformer_options_are_checked() -> None:
