@@ -4,6 +4,7 @@ its key/value cache, its options, and a tiny ``searnn train --arch transformer``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,3 +185,13 @@ def test_in_place_cache_keeps_states_immutable() -> None:
         torch.testing.assert_close(l1, fresh([[1, 5, 4], [1, 6, 4]]), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(l2, fresh([[1, 7, 4], [1, 8, 4]]), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(l3, fresh([[1, 9, 4], [1, 9, 4]])[:1], atol=1e-5, rtol=1e-5)
+
+
+def test_transformer_grids_validate(tmp_path, monkeypatch, capsys) -> None:
+    """Every run of the prepared Transformer grids is a valid configuration (part 2 waits for part 1's MLE)."""
+    grids = Path(__file__).resolve().parents[1] / "configs" / "experiments"
+    monkeypatch.chdir(tmp_path)  # runs/ (and the warm-start sources) relative to an empty directory
+    assert main(["experiment", str(grids / "transformer.yaml"), "--dry-run"]) == 0
+    capsys.readouterr()
+    assert main(["experiment", str(grids / "transformer_searnn.yaml"), "--dry-run"]) == 1
+    assert "warm_start 'runs/transformer/mt-mle/seed1' does not exist" in capsys.readouterr().out
