@@ -195,3 +195,18 @@ def test_transformer_grids_validate(tmp_path, monkeypatch, capsys) -> None:
     capsys.readouterr()
     assert main(["experiment", str(grids / "transformer_searnn.yaml"), "--dry-run"]) == 1
     assert "warm_start 'runs/transformer/mt-mle/seed1' does not exist" in capsys.readouterr().out
+
+
+def test_transformer_benchmark_runs() -> None:
+    """benchmarks/bench_transformer.py runs end to end on one small batch (it prints figures; nothing is timed)."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "bench_transformer.py"), "--batches", "1", "--batch-size", "4",
+         "--hidden", "16", "--heads", "2", "--ffn-dim", "16", "--layers", "1"],
+        capture_output=True, text=True, timeout=300, cwd=root,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "engine roll-outs:" in done.stdout and "bare loop:" in done.stdout
