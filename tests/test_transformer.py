@@ -101,7 +101,7 @@ def test_cache_rows_branch_and_concatenate() -> None:
 
 
 def test_transformer_options_are_checked() -> None:
-    with pytest.raises(ConfigError, match="--heads must divide"):
+    with pytest.raises(ConfigError, match="--heads and --hidden must divide evenly"):
         build_config({"task": "ocr", "arch": "transformer", "hidden": 10, "heads": 4})
     with pytest.raises(ConfigError, match="unknown --arch 'cnn'"):
         build_config({"task": "ocr", "arch": "cnn"})

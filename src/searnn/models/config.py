@@ -98,7 +98,10 @@ class ModelConfig:
             raise ConfigError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
         self.dropout = float(self.dropout)
         if self.arch == "transformer" and self.hidden % self.heads:
-            raise ConfigError(f"model.heads must divide model.hidden ({self.hidden}), got {self.heads}")
+            raise ConfigError(
+                f"model.heads and hidden must divide evenly for the transformer "
+                f"(hidden {self.hidden}, heads {self.heads})"
+            )
         for name in ("bidirectional", "input_feed", "aligned_input", "tie_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"model.{name} must be true or false, got {getattr(self, name)!r}")
