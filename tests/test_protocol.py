@@ -174,3 +174,15 @@ def test_learned_roll_in_of_a_user_model() -> None:
     rollin = roll_in(model, batch, "learned", 0.0, batch.tgt_len - 1, fixed_length=True)
     assert isinstance(rollin.states, RowState)
     assert len(rollin.states) == rollin.num_cells * batch.size
+
+
+def test_wrapping_a_non_protocol_model_is_a_searnn_error() -> None:
+    from searnn.errors import SearnnError
+
+    with pytest.raises(SearnnError, match="Linear does not follow the step protocol: no encode, init_state, step"):
+        protocol.as_searnn_model(nn.Linear(2, 2))
+    model = UserModel()
+    del model.tgt_vocab_size
+    with pytest.raises(SearnnError, match="no integer tgt_vocab_size"):
+        protocol.as_searnn_model(model)
+    assert protocol.as_searnn_model(model, tgt_vocab_size=V).tgt_vocab_size == V

@@ -44,6 +44,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 import torch
 from torch import nn
 
+from searnn.errors import SearnnError
+
 S = TypeVar("S", bound="State")
 
 
@@ -186,11 +188,11 @@ class ProtocolAdapter(nn.Module):
         super().__init__()
         missing = [name for name in REQUIRED if not callable(getattr(model, name, None))]
         if missing:
-            raise TypeError(f"{type(model).__name__} does not follow the step protocol: no {', '.join(missing)}")
+            raise SearnnError(f"{type(model).__name__} does not follow the step protocol: no {', '.join(missing)}")
         self.inner = model
         size = getattr(model, "tgt_vocab_size", None) if tgt_vocab_size is None else tgt_vocab_size
         if not isinstance(size, int):
-            raise TypeError(f"{type(model).__name__} has no integer tgt_vocab_size; pass the vocabulary size")
+            raise SearnnError(f"{type(model).__name__} has no integer tgt_vocab_size; pass the vocabulary size")
         self.tgt_vocab_size = int(size)
         self.train(model.training)
 
