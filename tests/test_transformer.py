@@ -210,3 +210,14 @@ def test_transformer_benchmark_runs() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "engine roll-outs:" in done.stdout and "bare loop:" in done.stdout
+
+
+def test_positions_beyond_the_table() -> None:
+    """Sources and decodes longer than the 512-row position table grow it (same values, the model's dtype)."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(arch="transformer", hidden=8, heads=2, ffn_dim=8), [9], None, 11).double().eval()
+    src, src_len = torch.randint(4, 9, (1, 600, 1)), torch.tensor([600])
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+    assert model.positions.shape[0] >= 600 and model.positions.dtype == torch.float64
+    assert torch.isfinite(enc.memory).all()

@@ -347,7 +347,8 @@ class Transformer(nn.Module):
         """Position encodings of positions ``idx`` (any shape) -> ``idx.shape + (d,)``; grows the table."""
         top = int(idx.max()) + 1 if idx.numel() else 0
         if top > self.positions.shape[0]:
-            self.positions = sinusoids(max(top, 2 * self.positions.shape[0]), self.dim, self.positions.device)
+            table = sinusoids(max(top, 2 * self.positions.shape[0]), self.dim, self.positions.device)
+            self.positions = table.to(self.positions.dtype)
         return self.positions[idx]
 
     # ------------------------------------------------------------------ encoder
