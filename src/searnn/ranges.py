@@ -73,6 +73,8 @@ RANGES: dict[str, Range] = {
     "dec_layers": AT_LEAST_ONE,
     "tgt_emb_dim": AT_LEAST_ONE,
     "dropout": FRACTION,
+    "heads": AT_LEAST_ONE,
+    "ffn_dim": AT_LEAST_ONE,
     # tasks
     "valid_fraction": FRACTION,
     "test_fold": Range(0.0, 9.0),

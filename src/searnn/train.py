@@ -54,7 +54,14 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(cfg: RunConfig, task: TaskData) -> Seq2Seq:
-    return Seq2Seq(cfg.model, [len(v) for v in task.src_vocabs], task.src_feature_dim, len(task.tgt_vocab))
+    """The model of ``cfg.model.arch`` (``rnn``: :class:`Seq2Seq`; ``transformer``: the step-protocol
+    :class:`searnn.models.transformer.Transformer`, same constructor arguments)."""
+    args = (cfg.model, [len(v) for v in task.src_vocabs], task.src_feature_dim, len(task.tgt_vocab))
+    if cfg.model.arch == "transformer":
+        from searnn.models.transformer import Transformer
+
+        return Transformer(*args)  # type: ignore[return-value]
+    return Seq2Seq(*args)
 
 
 def save_vocabs(run_dir: Path, task: TaskData) -> None:

@@ -22,10 +22,15 @@ COSTS: dict[str, type[Cost]] = {
 """Registered costs, name -> class; every class is constructed as ``cls(tgt_vocab)``."""
 
 
-def make_cost(name: str, tgt_vocab: Vocab) -> Cost:
-    """The cost registered as ``name`` for this target vocabulary (``ConfigError`` if unknown)."""
+def make_cost(name: str, tgt_vocab: Vocab | int) -> Cost:
+    """The cost registered as ``name`` for this target vocabulary (``ConfigError`` if unknown). ``tgt_vocab``
+    may be a vocabulary size V (placeholder tokens; ``f1`` needs the real tag vocabulary)."""
     if name not in COSTS:
         raise unknown_name("cost", name, list(COSTS))
+    if not isinstance(tgt_vocab, Vocab):
+        from searnn.api import as_vocab
+
+        tgt_vocab = as_vocab(tgt_vocab)
     return COSTS[name](tgt_vocab)
 
 

@@ -6,6 +6,7 @@ import inspect
 
 import torch
 
+from searnn import protocol
 from searnn.data.vocab import BOS_ID, EOS_ID, PAD_ID
 from searnn.models.seq2seq import Seq2Seq
 from searnn.models.state import DecoderState, Encoded
@@ -26,7 +27,7 @@ def blocked_bias(vocab_size: int, fixed_length: bool, device: torch.device) -> t
 def start_tokens(rows: DecoderState | torch.Tensor, first_tokens: torch.Tensor | None) -> torch.Tensor:
     """``(N,)`` long tokens fed at the first step: ``first_tokens`` or BOS, for the N rows of a state (or
     of an ``(N,)`` long index of rows)."""
-    like = rows.batch_idx if isinstance(rows, DecoderState) else rows
+    like = rows if isinstance(rows, torch.Tensor) else rows.batch_idx  # any protocol state
     if first_tokens is not None:
         return first_tokens.to(like.device).long()
     return torch.full_like(like, BOS_ID)
@@ -258,7 +259,7 @@ def greedy(
         kept = int(keep.sum())
         if kept < m:
             if bool(keep[:kept].all()):  # the first rows go on (rows sorted by length, no EOS): views
-                active, state, pred = active[:kept], state.head(kept), pred[:kept]
+                active, state, pred = active[:kept], protocol.head(state, kept), pred[:kept]
             else:
                 rows = keep.nonzero().squeeze(1)
                 active, state, pred = active[rows], state.index(rows), pred[rows]

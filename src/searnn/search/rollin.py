@@ -39,6 +39,7 @@ from searnn.data.batch import Batch
 from searnn.data.vocab import BOS_ID, EOS_ID
 from searnn.decoding.greedy import blocked_bias
 from searnn.models.state import DecoderState, Encoded
+from searnn.protocol import cat_states
 
 ROLLINS = ("reference", "learned", "mixed", "mixed-cell")
 """Roll-in policies (``SearnnConfig.rollin``)."""
@@ -245,7 +246,7 @@ def _stepwise(
             tokens = tokens[:, : t + 1]
             break
         inp = choice
-    states = DecoderState.cat(state_steps) if need_states else None
+    states = cat_states(state_steps) if need_states else None
     return _Decisions(tokens, cells, states, enc, reference_rows, last_deviation)
 
 
