@@ -24,8 +24,9 @@ import torch
 
 import searnn
 from searnn import checkpoint as ckpt
+from searnn import distributed, precision
 from searnn.config import RunConfig
-from searnn.data.batch import make_batches
+from searnn.data.batch import Batch, make_batches
 from searnn.data.registry import load_task
 from searnn.data.task import TaskData
 from searnn.divergence import DivergenceGuard
@@ -131,7 +132,9 @@ def is_better(value: float, best: float | None, lower_is_better: bool) -> bool:
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress line on stderr (rank 0 only in a distributed job)."""
+    if distributed.current().is_main:
+        print(msg, file=sys.stderr, flush=True)
 
 
 class Trainer:
@@ -141,7 +144,10 @@ class Trainer:
         self.cfg = cfg
         t = cfg.train
         torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
+        self.dist = distributed.current()
+        self.device = resolve_device(distributed.device_for(t.device, self.dist))
+        precision.check_precision(t.precision, self.device)
+        self.scaler = precision.grad_scaler(t.precision, self.device)
         if not t.run_dir:
             raise SearnnError("--run-dir is required")
         # Everything that can fail on bad input (task data, objective options, warm-start path) is checked
@@ -153,11 +159,17 @@ class Trainer:
         if not (Path(t.run_dir) / ckpt.LAST).exists():  # a resumed run no longer needs its warm start
             check_warm_start(t.warm_start)
         self.model = build_model(cfg, self.task).to(self.device)
+        distributed.broadcast_parameters(self.model)
         self.objective = OBJECTIVES[t.objective](cfg.objective, self.task)
-        self.run_dir, self.resuming = ckpt.prepare_run_dir(cfg)
+        if self.dist.is_main:  # rank 0 alone writes the run dir; the others read it once it is ready
+            self.run_dir, self.resuming = ckpt.prepare_run_dir(cfg)
+        distributed.barrier("the run directory set-up")
+        if not self.dist.is_main:
+            self.run_dir, self.resuming = Path(t.run_dir), ckpt.has_checkpoint(Path(t.run_dir))
         if self.resuming:
             check_vocabs(self.run_dir, self.task)
-        save_vocabs(self.run_dir, self.task)
+        if self.dist.is_main:
+            save_vocabs(self.run_dir, self.task)
         self.optimizer = make_optimizer(cfg, self.model)
         self.plateau = Plateau(self.optimizer, t.lr_decay, t.lr_patience, t.min_lr)
         self.state = LoopState()
@@ -172,7 +184,12 @@ class Trainer:
     def save_last(self, rng: dict[str, Any] | None = None) -> None:
         """Write ``last.pt`` (the previous one is kept as ``last.prev.pt``); tensors and plain data only.
         ``rng``: the random-generator states to save (default: the current ones); an interrupted batch saves
-        the states it started from, so that the resumed run redraws the same random choices for it."""
+        the states it started from, so that the resumed run redraws the same random choices for it. In a
+        distributed job only rank 0 writes (every rank holds the same model and optimizer state; the ranks'
+        random streams are reseeded per batch, see :mod:`searnn.distributed`)."""
+        if not self.dist.is_main:
+            return
+        extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
         ckpt.save_last(
             {
                 "model": self.model.state_dict(),
@@ -182,6 +199,8 @@ class Trainer:
                 "rng": rng if rng is not None else ckpt.rng_state(),
                 "objective": getattr(self.objective, "state_dict", dict)(),
                 "divergence": self.guard.state_dict(),
+                "world_size": self.dist.world,
+                **extra,
             },
             self.run_dir,
         )
@@ -204,7 +223,10 @@ class Trainer:
         self.state = LoopState(**data["state"])
         ckpt.set_rng_state(data["rng"])
         self.guard.load_state_dict(data.get("divergence", {}))
-        ckpt.truncate_jsonl(self.run_dir / ckpt.METRICS_LOG, self.state.epoch, warn=log)
+        if self.scaler is not None and "scaler" in data:
+            self.scaler.load_state_dict(data["scaler"])
+        if self.dist.is_main:
+            ckpt.truncate_jsonl(self.run_dir / ckpt.METRICS_LOG, self.state.epoch, warn=log)
         if hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(data.get("objective", {}))
 
@@ -228,23 +250,17 @@ class Trainer:
         last_ckpt = time.monotonic()
         for i in range(st.batch, len(batches)):
             start = time.perf_counter()
+            if self.dist.enabled:  # each rank its own stream, from (seed, epoch, batch, rank)
+                distributed.seed_batch(t.seed, epoch, i, self.dist)
             self.batch_rng = ckpt.rng_state()  # saved instead of the current states if this batch is interrupted
-            batch = batches[i].to(self.device)
-            out = self.objective(self.model, batch)
             where = f"epoch {epoch + 1}, batch {i + 1}"
             hint = f"objective {t.objective}, lr {self.optimizer.param_groups[0]['lr']:g}"
-            self.guard.check_loss(float(out.loss.item()), where, hint)  # see searnn.divergence
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if t.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-            self.optimizer.step()
-            self.guard.check_parameters(self.model.named_parameters(), where, hint)
+            loss, examples, cells, logs = self.train_step(batches[i], where, hint)
             elapsed = time.perf_counter() - start
             st.epoch_seconds += elapsed
             st.train_seconds += elapsed
             st.batch = i + 1
-            self.accumulate(out.loss.item(), batch.size, int(batch.tgt_mask.sum()), out.logs)
+            self.accumulate(loss, examples, cells, logs)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{st.sums['loss'] / st.sums['n_batches']:.4f}",
@@ -260,6 +276,49 @@ class Trainer:
             bar.close()
         return True
 
+    def train_step(self, batch: Batch, where: str, hint: str) -> tuple[float, int, int, dict[str, float]]:
+        """One optimiser step on a global batch; returns (loss, examples, cells, logs) of the global batch.
+
+        Single process: the objective's loss is backpropagated as is. Distributed (see
+        :mod:`searnn.distributed`): this rank trains its shard; its ``LossOutput(loss = S_r / d_r, denom =
+        d_r)`` is backpropagated as ``loss * d_r / D`` where ``D = sum_r d_r`` is all-reduced first, and the
+        gradients are summed over the ranks, which gives the single-process gradient of ``sum_r S_r / D``
+        for every normalisation (cell-per-seq: ``d_r`` = sequences, cell-global: active cells, batch: rows).
+        ``logs`` are rank 0's shard's."""
+        t = self.cfg.train
+        local = distributed.shard_batch(batch, self.dist) if self.dist.enabled else batch
+        out = None
+        if local is not None:
+            local = local.to(self.device)
+            with precision.autocast(t.precision, self.device):
+                out = self.objective(self.model, local)
+        if self.dist.enabled:
+            mine = [float(out.loss.item()) * out.denom, out.denom] if out is not None else [0.0, 0.0]
+            n_cells = int(local.tgt_mask.sum()) if local is not None else 0
+            total, denom, examples, cells = distributed.reduce_sums(
+                mine + [float(local.size if local is not None else 0), float(n_cells)], self.device)
+            loss_value, examples, cells = total / max(denom, 1e-30), int(examples), int(cells)
+        else:
+            assert out is not None and local is not None
+            loss_value, examples, cells, denom = float(out.loss.item()), local.size, int(local.tgt_mask.sum()), 1.0
+        self.guard.check_loss(loss_value, where, hint)  # see searnn.divergence (the same value on every rank)
+        self.optimizer.zero_grad(set_to_none=True)
+        if out is not None:
+            loss = out.loss * (out.denom / denom) if self.dist.enabled else out.loss
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        distributed.all_reduce_gradients(self.model.parameters())
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if t.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.guard.check_parameters(self.model.named_parameters(), where, hint)
+        return loss_value, examples, cells, out.logs if out is not None else {}
+
     def accumulate(self, loss: float, examples: int, cells: int, logs: dict[str, float]) -> None:
         sums = self.state.sums
         for key, value in {"loss": loss, "n_batches": 1, "examples": examples, "cells": cells}.items():
@@ -268,7 +327,7 @@ class Trainer:
             sums["log:" + key] = sums.get("log:" + key, 0.0) + float(value)
 
     def progress_bar(self, total: int, epoch: int, initial: int) -> Any:
-        if not self.cfg.train.progress:
+        if not self.cfg.train.progress or not self.dist.is_main:
             return None
         from tqdm import tqdm
 
@@ -283,6 +342,7 @@ class Trainer:
         improved = is_better(value, st.best, task.lower_is_better)
         if improved:
             st.best, st.best_epoch = value, epoch + 1
+        if improved and self.dist.is_main:
             ckpt.atomic_save({"model": self.model.state_dict(), "epoch": epoch + 1, "valid": value},
                              self.run_dir / ckpt.BEST)
         if t.lr_schedule == "plateau":
@@ -300,7 +360,8 @@ class Trainer:
             "batches": int(sums.get("n_batches", 0)),
         }
         record.update({k[4:]: v / n for k, v in sums.items() if k.startswith("log:")})
-        ckpt.append_jsonl(self.run_dir / ckpt.METRICS_LOG, record)
+        if self.dist.is_main:
+            ckpt.append_jsonl(self.run_dir / ckpt.METRICS_LOG, record)
         log(f"epoch {epoch + 1}/{t.epochs}  loss {record['train_loss']:.4f}  valid {task.metric} {value:.3f}"
             f"  best {st.best:.3f} (epoch {st.best_epoch})  {st.epoch_seconds:.1f}s"
             f"  lr {record['lr']:.2g}")
@@ -323,6 +384,12 @@ class Trainer:
                 self.save_last(rng=getattr(self, "batch_rng", None))
                 log(f"interrupted at epoch {st.epoch + 1}, batch {st.batch}: saved {self.run_dir / ckpt.LAST}")
                 raise
+            except distributed.DistributedError as e:
+                # another rank died: no optimizer step was taken on the failed batch, so last.pt is consistent
+                self.save_last(rng=getattr(self, "batch_rng", None))
+                raise distributed.DistributedError(f"{e}; saved {self.run_dir / ckpt.LAST} at epoch "
+                                                   f"{st.epoch + 1}, batch {st.batch}: run the same command "
+                                                   "again to resume") from None
             self.end_epoch(st.epoch)
             st.epoch, st.batch, st.sums, st.epoch_seconds = st.epoch + 1, 0, {}, 0.0
             if not finished:
@@ -337,6 +404,7 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         """Load the best checkpoint, evaluate it on validation and (once) on test, write results.json."""
         t, task = self.cfg.train, self.task
+        distributed.barrier("the final evaluation")  # best.pt is written by rank 0
         best = ckpt.load_checkpoint(self.run_dir / ckpt.BEST, self.device, what="results")
         self.model.load_state_dict(best["model"])
         valid = evaluate(self.model, task, "valid", t, self.device)
@@ -366,7 +434,11 @@ class Trainer:
             "torch_version": torch.__version__,
             "config": self.cfg.to_dict(),
         }
-        ckpt.atomic_write_text(json.dumps(results, indent=2, default=_json_default), self.run_dir / ckpt.RESULTS)
+        if self.dist.enabled:
+            results["world_size"] = self.dist.world
+        if self.dist.is_main:
+            ckpt.atomic_write_text(json.dumps(results, indent=2, default=_json_default),
+                                   self.run_dir / ckpt.RESULTS)
         log(f"best epoch {best['epoch']}: valid {task.metric} {valid[task.metric]:.3f}, "
             f"test {task.metric} {test[task.metric]:.3f}   [{test['signature']}]")
         return results
@@ -388,15 +460,27 @@ def already_finished(run_dir: Path, results: dict[str, Any]) -> str:
 def run(cfg: RunConfig) -> dict[str, Any]:
     """Train (or resume) the run described by ``cfg``; returns the results dict. The run directory is locked
     for the duration (:func:`searnn.checkpoint.acquire_lock`). A finished run loads nothing but its
-    ``config.yaml`` and ``results.json``."""
+    ``config.yaml`` and ``results.json``.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process joins the group first (:mod:`searnn.distributed`);
+    rank 0 holds the lock."""
     if not cfg.train.run_dir:
         raise SearnnError("--run-dir is required")
-    lock = ckpt.acquire_lock(Path(cfg.train.run_dir))
+    ctx = distributed.env_context()
+    if ctx.enabled:
+        distributed.setup(resolve_device(distributed.device_for(cfg.train.device, ctx)))
     try:
-        finished = ckpt.finished_results(cfg, log)
-        if finished is not None:
-            log(already_finished(Path(cfg.train.run_dir), finished))
-            return finished
-        return Trainer(cfg).fit()
+        lock = ckpt.acquire_lock(Path(cfg.train.run_dir)) if ctx.is_main else None
+        try:
+            distributed.barrier("the run directory lock")
+            finished = ckpt.finished_results(cfg, log)
+            if finished is not None:
+                log(already_finished(Path(cfg.train.run_dir), finished))
+                return finished
+            return Trainer(cfg).fit()
+        finally:
+            if lock is not None:
+                ckpt.release_lock(lock)
     finally:
-        ckpt.release_lock(lock)
+        if ctx.enabled:
+            distributed.teardown()

@@ -1,0 +1,296 @@
+"""Data-parallel training (searnn.distributed) with 2 gloo processes on CPU, against 1 process.
+
+* the parameters after an epoch of k steps equal the single-process ones with the same global batch (MLE
+  under the three normalisations, with a last batch smaller than the world size; a SeaRNN configuration
+  whose search draws nothing: reference roll-in and roll-out, every token);
+* sharded evaluation gives exactly the single-process scores (OCR CER, chunking F1);
+* a rank killed mid-epoch ends the job with a clear error, the same command resumes, and a 2-process
+  checkpoint resumes in 1 process.
+Plus the pieces, without processes: sharding, per-rank seeds, the --nproc command line, --precision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from searnn import distributed
+from searnn.config import build_config
+from searnn.data.batch import collate, make_batches
+from searnn.errors import ConfigError
+from searnn.evaluate import evaluate
+from searnn.train import Trainer
+
+TINY = {"task": "ocr", "limit_train": 65, "limit_valid": 24, "epochs": 1, "batch_size": 16, "hidden": 16,
+        "emb_dim": 16, "tgt_emb_dim": 16, "progress": False, "checkpoint_minutes": 0.0, "optimizer": "sgd",
+        "lr": 0.5, "momentum": 0.5, "eval_batch_size": 7}
+"""65 words in global batches of 16: 5 steps, the last one a single word (rank 1 gets no row). SGD: Adam's
+first steps are nearly ``lr * sign(g)``, which turns float rounding of near-zero gradients into lr-sized
+differences, so the comparison to 1e-6 is made with SGD (with momentum)."""
+
+SEARNN_DETERMINISTIC = {"objective": "searnn", "rollin": "reference", "rollout": "reference",
+                        "sample_tokens": "all", "num_cells": 0, "normalization": "cell-global"}
+
+CASES = {
+    "mle-cell-per-seq": {"normalization": "cell-per-seq"},
+    "mle-cell-global": {"normalization": "cell-global"},
+    "mle-batch": {"normalization": "batch"},
+    "searnn-ref-ref": SEARNN_DETERMINISTIC,
+}
+EVAL_CASES = {"ocr": {"limit_valid": 40}, "chunking": {"task": "chunking", "limit_train": 32, "limit_valid": 60}}
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    import torch
+    from searnn import distributed
+    from searnn.config import build_config
+    from searnn.evaluate import evaluate
+    from searnn.train import Trainer
+
+    spec = json.loads(open(sys.argv[1]).read())
+    torch.set_num_threads(1)
+    distributed.setup(torch.device("cpu"))
+    ctx = distributed.current()
+    for name, case in spec.items():
+        cfg = build_config(case["values"])
+        trainer = Trainer(cfg)
+        if case["train"]:
+            trainer.train_epoch(0)
+        result = evaluate(trainer.model, trainer.task, "valid", cfg.train, trainer.device,
+                          limit=cfg.train.limit_valid)
+        if ctx.is_main:
+            torch.save({"model": trainer.model.state_dict(), "eval": json.dumps(result, sort_keys=True),
+                        "world": ctx.world}, case["out"])
+    distributed.teardown()
+""")
+
+
+def torchrun(script: Path, *args: str, nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(script), *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SEARNN_DIST_TIMEOUT": "60"}
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def two_process_runs(tmp_path_factory):
+    """One torchrun of 2 processes training / evaluating every case; returns {case: saved dict}."""
+    root = tmp_path_factory.mktemp("ddp")
+    spec = {}
+    for name, extra in CASES.items():
+        spec[name] = {"values": {**TINY, **extra, "run_dir": str(root / name)}, "train": True,
+                      "out": str(root / f"{name}.pt")}
+    for name, extra in EVAL_CASES.items():
+        spec["eval-" + name] = {"values": {**TINY, **extra, "run_dir": str(root / ("eval-" + name))},
+                                "train": name == "ocr", "out": str(root / f"eval-{name}.pt")}
+    (root / "spec.json").write_text(json.dumps(spec))
+    (root / "worker.py").write_text(WORKER)
+    proc = torchrun(root / "worker.py", str(root / "spec.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return {name: torch.load(case["out"], weights_only=True) for name, case in spec.items()}
+
+
+def single_process(tmp_path: Path, values: dict, train: bool = True) -> tuple[dict, str]:
+    trainer = Trainer(build_config({**values, "run_dir": str(tmp_path / "single")}))
+    if train:
+        trainer.train_epoch(0)
+    result = evaluate(trainer.model, trainer.task, "valid", trainer.cfg.train, trainer.device,
+                      limit=trainer.cfg.train.limit_valid)
+    return trainer.model.state_dict(), json.dumps(result, sort_keys=True)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_two_processes_train_the_same_parameters_as_one(two_process_runs, tmp_path, case):
+    got = two_process_runs[case]
+    assert got["world"] == 2
+    want, _ = single_process(tmp_path, {**TINY, **CASES[case]})
+    initial = Trainer(build_config({**TINY, **CASES[case], "run_dir": str(tmp_path / "init")})).model.state_dict()
+    moved = max(float((want[k] - initial[k]).abs().max()) for k in want)
+    assert moved > 1e-2  # the steps did train (the comparison below is not vacuous)
+    for key in want:
+        assert torch.allclose(got["model"][key], want[key], atol=1e-6, rtol=0), key
+
+
+@pytest.mark.parametrize("task", list(EVAL_CASES))
+def test_sharded_evaluation_equals_single_process_exactly(two_process_runs, tmp_path, task):
+    got = two_process_runs["eval-" + task]
+    values = {**TINY, **EVAL_CASES[task]}
+    params, want = single_process(tmp_path, values, train=task == "ocr")
+    if task == "ocr":  # the trained model decodes real outputs; evaluate the 2-process model in 1 process too
+        trainer = Trainer(build_config({**values, "run_dir": str(tmp_path / "same")}))
+        trainer.model.load_state_dict(got["model"])
+        want = json.dumps(evaluate(trainer.model, trainer.task, "valid", trainer.cfg.train, trainer.device,
+                                   limit=values["limit_valid"]), sort_keys=True)
+    assert got["eval"] == want
+
+
+# ------------------------------------------------------------------------------ failure and resumption
+
+
+def _pids_with_tag(tag: str, rank: str) -> list[int]:
+    """Processes whose environment holds ``SEARNN_TEST_TAG=tag`` and ``RANK=rank``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"SEARNN_TEST_TAG={tag}".encode() in env and f"RANK={rank}".encode() in env:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find the rank to kill")
+def test_killed_rank_stops_the_job_then_resumes_on_two_and_on_one_process(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["--task", "ocr", "--limit-train", "1200", "--limit-valid", "16", "--batch-size", "4", "--hidden", "8",
+            "--emb-dim", "8", "--tgt-emb-dim", "8", "--no-progress", "--checkpoint-minutes", "0.0005",
+            "--epochs", "1", "--run-dir", str(run_dir)]
+    cmd = [sys.executable, "-m", "searnn.cli", "train", *args]
+    tag = uuid.uuid4().hex
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SEARNN_DIST_TIMEOUT": "60", "SEARNN_TEST_TAG": tag}
+    proc = subprocess.Popen([*cmd, "--nproc", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "last.pt").exists():  # mid-epoch checkpoints are being written
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before a checkpoint"
+            time.sleep(0.05)
+        victims = _pids_with_tag(tag, "1")
+        assert victims, "rank 1 not found"
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    last_line = err.strip().splitlines()[-1]
+    assert last_line.startswith("searnn train: error: --nproc 2: a training process failed"), err[-2000:]
+    assert "resume" in last_line
+    assert not (run_dir / "results.json").exists()
+    saved = torch.load(run_dir / "last.pt", weights_only=True)
+    assert 0 < saved["state"]["batch"] < 300 and saved["state"]["epoch"] == 0
+    again = subprocess.run([*cmd, "--nproc", "2"], capture_output=True, text=True, env=env, timeout=240)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming" in again.stderr and json.loads((run_dir / "results.json").read_text())["epochs"] == 1
+    assert torch.load(run_dir / "last.pt", weights_only=True)["world_size"] == 2
+    # a 2-process checkpoint resumes in 1 process (one more epoch)
+    one = subprocess.run([*cmd[:-4], "--epochs", "2", "--run-dir", str(run_dir)], capture_output=True,
+                         text=True, env=env, timeout=240)
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert "resuming" in one.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["epochs"] == 2 and "world_size" not in results
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+
+
+# ------------------------------------------------------------------------------ pieces, no processes
+
+
+def _examples(task_values: dict):
+    from searnn.data.registry import load_task
+
+    cfg = build_config(task_values)
+    return load_task(cfg.train.task, cfg.task).train
+
+
+def test_shards_partition_every_global_batch_and_trim_padding():
+    examples = _examples({**TINY, "limit_train": 40})
+    for world in (1, 2, 3):
+        for batch in make_batches(examples, 9, shuffle=True, seed=3):
+            rows: list[int] = []
+            for rank in range(world):
+                part = distributed.shard_batch(batch, distributed.Context(rank, world))
+                want_rows = list(range(rank, batch.size, world))
+                if not want_rows:
+                    assert part is None
+                    continue
+                rows += part.index.tolist()
+                direct = collate([examples[i] for i in batch.index[want_rows].tolist()],
+                                 batch.index[want_rows].tolist())
+                for name in ("src", "src_len", "tgt", "tgt_len", "index"):
+                    assert torch.equal(getattr(part, name), getattr(direct, name)), name
+            assert sorted(rows) == sorted(batch.index.tolist())
+
+
+def test_each_rank_has_its_own_reproducible_stream():
+    seeds = {distributed.batch_seed(1, e, b, r) for e in range(3) for b in range(5) for r in range(4)}
+    assert len(seeds) == 60
+    assert distributed.batch_seed(7, 2, 3, 1) == distributed.batch_seed(7, 2, 3, 1)
+    distributed.seed_batch(1, 0, 0, distributed.Context(1, 2))
+    a = torch.rand(3)
+    distributed.seed_batch(1, 0, 0, distributed.Context(0, 2))
+    b = torch.rand(3)
+    distributed.seed_batch(1, 0, 0, distributed.Context(1, 2))
+    assert torch.equal(a, torch.rand(3)) and not torch.equal(a, b)
+
+
+def test_nproc_shortcut_runs_torchrun_without_nproc():
+    argv = ["--task", "ocr", "--nproc", "2", "--run-dir", "r", "--nproc=3", "--lr", "0.1"]
+    cmd = distributed.torchrun_command(argv, 2)
+    assert cmd[1:3] == ["-m", "torch.distributed.run"] and "--nproc_per_node=2" in cmd
+    assert cmd[cmd.index("searnn.cli"):] == ["searnn.cli", "train", "--task", "ocr", "--run-dir", "r", "--lr", "0.1"]
+
+
+def test_outside_torchrun_nothing_is_distributed(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert not distributed.launched_by_torchrun()
+    assert distributed.env_context() == distributed.SINGLE and not distributed.current().enabled
+    assert distributed.gather_in_order([2, 0, 1], ["c", "a", "b"], 3) == ["a", "b", "c"]
+
+
+def test_bad_nproc_and_precision_are_one_line_errors(tmp_path):
+    for option, value, message in (("--nproc", "0", "--nproc must be >= 1"),
+                                   ("--precision", "fp8", "unknown --precision 'fp8'; valid: fp32, bf16, fp16"),
+                                   ("--precision", "fp16", "--precision fp16 needs a CUDA device")):
+        proc = subprocess.run([sys.executable, "-m", "searnn.cli", "train", "--task", "ocr", "--device", "cpu",
+                               "--limit-train", "8", "--run-dir", str(tmp_path / "r"), option, value],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_bf16_on_cpu_trains_with_autocast(tmp_path, monkeypatch):
+    seen = []
+    original = torch.autocast.__init__
+
+    def spy(self, device_type, dtype=None, *args, **kwargs):
+        seen.append((device_type, dtype))
+        original(self, device_type, dtype, *args, **kwargs)
+
+    monkeypatch.setattr(torch.autocast, "__init__", spy)
+    trainer = Trainer(build_config({**TINY, "limit_train": 32, "precision": "bf16", "device": "cpu",
+                                    "run_dir": str(tmp_path / "bf16")}))
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    trainer.train_epoch(0)
+    assert ("cpu", torch.bfloat16) in seen
+    after = trainer.model.state_dict()
+    assert all(v.dtype == torch.float32 for v in after.values())
+    assert any(not torch.equal(before[k], after[k]) for k in after)
+
+
+def test_precision_and_nproc_may_change_on_resume():
+    from searnn.checkpoint import config_differences
+
+    a = build_config({"task": "ocr", "nproc": 2, "precision": "bf16"})
+    b = build_config({"task": "ocr"})
+    assert config_differences(a, b) == []
+
+
+def test_config_error_for_precision_is_a_config_error():
+    with pytest.raises(ConfigError, match="--precision"):
+        build_config({"task": "ocr", "precision": "half"})
