@@ -47,7 +47,25 @@ CASES = {
     "mle-batch": {"normalization": "batch"},
     "searnn-ref-ref": SEARNN_DETERMINISTIC,
 }
-EVAL_CASES = {"ocr": {"limit_valid": 40}, "chunking": {"task": "chunking", "limit_train": 32, "limit_valid": 60}}
+EVAL_CASES = {"ocr": {"limit_valid": 40}, "tsv-bleu": {"task": "tsv", "tokenize": "space", "metric": "bleu",
+                                                        "limit_train": 0, "limit_valid": 0}}
+
+
+def write_reversal_data(root: Path, train: int = 200, held: int = 23) -> dict[str, str]:
+    """A tiny tab-separated task (reverse a string of letters): the tsv task's file options."""
+    import random
+
+    rng = random.Random(0)
+    paths = {}
+    for split, n in (("train", train), ("valid", held), ("test", held)):
+        lines = []
+        for _ in range(n):
+            words = [rng.choice("abcdefgh") for _ in range(rng.randint(2, 7))]
+            lines.append(" ".join(words) + "\t" + " ".join(reversed(words)))
+        path = root / f"{split}.tsv"
+        path.write_text("\n".join(lines) + "\n")
+        paths[split] = str(path)
+    return paths
 
 WORKER = textwrap.dedent("""
     import json, sys
@@ -86,6 +104,7 @@ def torchrun(script: Path, *args: str, nproc: int = 2, timeout: float = 240) -> 
 def two_process_runs(tmp_path_factory):
     """One torchrun of 2 processes training / evaluating every case; returns {case: saved dict}."""
     root = tmp_path_factory.mktemp("ddp")
+    EVAL_CASES["tsv-bleu"].update(write_reversal_data(root))
     spec = {}
     for name, extra in CASES.items():
         spec[name] = {"values": {**TINY, **extra, "run_dir": str(root / name)}, "train": True,
@@ -155,9 +174,10 @@ def _pids_with_tag(tag: str, rank: str) -> list[int]:
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find the rank to kill")
 def test_killed_rank_stops_the_job_then_resumes_on_two_and_on_one_process(tmp_path):
     run_dir = tmp_path / "run"
-    args = ["--task", "ocr", "--limit-train", "1200", "--limit-valid", "16", "--batch-size", "4", "--hidden", "8",
-            "--emb-dim", "8", "--tgt-emb-dim", "8", "--no-progress", "--checkpoint-minutes", "0.0005",
-            "--epochs", "1", "--run-dir", str(run_dir)]
+    data = write_reversal_data(tmp_path, train=400)
+    args = ["--task", "tsv", "--train", data["train"], "--valid", data["valid"], "--test", data["test"],
+            "--batch-size", "4", "--hidden", "8", "--emb-dim", "8", "--tgt-emb-dim", "8", "--no-progress",
+            "--checkpoint-minutes", "0.0005", "--max-decode-len", "12", "--epochs", "1", "--run-dir", str(run_dir)]
     cmd = [sys.executable, "-m", "searnn.cli", "train", *args]
     tag = uuid.uuid4().hex
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SEARNN_DIST_TIMEOUT": "60", "SEARNN_TEST_TAG": tag}
@@ -182,7 +202,7 @@ def test_killed_rank_stops_the_job_then_resumes_on_two_and_on_one_process(tmp_pa
     assert "resume" in last_line
     assert not (run_dir / "results.json").exists()
     saved = torch.load(run_dir / "last.pt", weights_only=True)
-    assert 0 < saved["state"]["batch"] < 300 and saved["state"]["epoch"] == 0
+    assert 0 < saved["state"]["batch"] < 100 and saved["state"]["epoch"] == 0
     again = subprocess.run([*cmd, "--nproc", "2"], capture_output=True, text=True, env=env, timeout=240)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming" in again.stderr and json.loads((run_dir / "results.json").read_text())["epochs"] == 1
