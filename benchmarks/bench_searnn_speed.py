@@ -19,7 +19,9 @@ Timings on shared machines drift; the ratios are the meaningful numbers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import functools
 import random
 import time
 import types
@@ -27,6 +29,7 @@ import types
 import numpy as np
 import torch
 
+from searnn import precision
 from searnn.data.batch import Batch, Example, make_batches
 from searnn.data.task import TaskData
 from searnn.data.vocab import Vocab
@@ -36,6 +39,7 @@ from searnn.objectives.mle import MleConfig, MleObjective
 from searnn.objectives.searnn import SearnnConfig, SearnnObjective
 
 PLAIN = "SeaRNN full, plain steps"
+STEP_CONTEXT = contextlib.nullcontext  # --precision: autocast around each objective call (set in main)
 
 
 def load_ocr(seed: int) -> tuple[TaskData, str]:
@@ -89,7 +93,8 @@ def time_objectives(
         for name, objective in objectives.items():
             sync(batch)
             start = time.perf_counter()
-            out = objective(models[name], batch)
+            with STEP_CONTEXT():
+                out = objective(models[name], batch)
             opts[name].zero_grad(set_to_none=True)
             out.loss.backward()
             opts[name].step()
@@ -146,7 +151,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
     args = parser.parse_args()
+    global STEP_CONTEXT
+    STEP_CONTEXT = functools.partial(precision.autocast, args.precision, torch.device(args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

@@ -20,9 +20,10 @@ How a run is split
   An objective returns ``LossOutput(loss, denom)`` with ``loss = S_r / d_r`` (``S_r`` the sum of the
   shard's normalised cell losses, ``d_r`` its denominator: sequences for ``cell-per-seq``, active cells for
   ``cell-global``, rows for ``batch``). The global batch's loss is ``sum_r S_r / D`` with ``D = sum_r d_r``
-  (all-reduced first, :func:`reduce_sums`); each rank backpropagates ``loss * d_r / D`` and the gradients
-  are summed over ranks, so every rank holds exactly the single-process gradient of the global batch before
-  clipping and the optimiser step (identical on every rank, so the parameters stay identical).
+  (summed with the gradients); each rank backpropagates ``S_r = loss * d_r``, one all-reduce sums the
+  gradients and ``(S_r, d_r)`` over the ranks, and the sums are divided by ``D``: every rank holds the
+  single-process gradient of the global batch before clipping and the optimiser step (identical on every
+  rank, so the parameters stay identical). One collective per step.
 * **Evaluation.** Rank ``r`` decodes examples ``r, r + W, ...``; the decoded outputs are gathered to every
   rank in the original order and rank 0 scores them once (:func:`gather_in_order`, exact for every metric,
   BLEU, CIDEr and F1 included), then broadcasts the scores.
@@ -191,14 +192,6 @@ def seed_batch(seed: int, epoch: int, batch: int, ctx: Context) -> None:
     torch.manual_seed(value)
 
 
-def reduce_sums(values: Sequence[float], device: torch.device) -> list[float]:
-    """Sum a few floats over the ranks (float64; one all-reduce)."""
-    buf = torch.tensor(list(values), dtype=torch.float64, device=device)
-    if current().enabled:
-        _collective("the loss all-reduce", dist.all_reduce, buf)
-    return buf.tolist()
-
-
 def broadcast_parameters(model: torch.nn.Module) -> None:
     """Copy rank 0's parameters and buffers to every rank (the seeded initialisation is the same anyway)."""
     if not current().enabled:
@@ -208,31 +201,41 @@ def broadcast_parameters(model: torch.nn.Module) -> None:
             _collective("the parameter broadcast", dist.broadcast, tensor.data, 0)
 
 
-def all_reduce_gradients(params: Iterable[torch.nn.Parameter]) -> None:
-    """Sum every parameter's gradient over the ranks, in one flat all-reduce.
+def all_reduce_gradients(params: Iterable[torch.nn.Parameter], extra: Sequence[float] = ()) -> list[float]:
+    """Sum every parameter's gradient, and the floats ``extra``, over the ranks in one flat all-reduce;
+    returns the summed ``extra``.
 
     A parameter whose gradient is ``None`` contributes zeros; it keeps ``None`` only when it has no
-    gradient on any rank, as a single process would leave it (the optimiser then skips it)."""
-    if not current().enabled:
-        return
+    gradient on any rank, as a single process would leave it (the optimiser then skips it). Outside a
+    distributed job nothing changes and ``extra`` comes back as is."""
     params = [p for p in params if p.requires_grad]
-    if not params:
-        return
-    device = params[0].device
-    grads = [p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=device, dtype=p.dtype)
-             for p in params]
-    flags = torch.tensor([p.grad is not None for p in params], dtype=params[0].dtype, device=device)
-    flat = torch.cat(grads + [flags])
+    if not current().enabled or not params:
+        return [float(x) for x in extra]
+    device, dtype = params[0].device, torch.float32
+    grads = [p.grad.reshape(-1).to(dtype) if p.grad is not None else torch.zeros(p.numel(), device=device,
+                                                                                 dtype=dtype) for p in params]
+    flags = torch.tensor([p.grad is not None for p in params], dtype=dtype, device=device)
+    tail = torch.tensor(list(extra), dtype=dtype, device=device)
+    flat = torch.cat(grads + [flags, tail])
     _collective("the gradient all-reduce", dist.all_reduce, flat)
     offset = 0
     for p in params:
         n = p.numel()
-        part = flat[offset : offset + n].view_as(p)
+        part = flat[offset : offset + n].view_as(p).to(p.dtype)
         offset += n
         p.grad = part.clone() if p.grad is None else p.grad.copy_(part)
-    for p, flag in zip(params, flat[offset:].tolist(), strict=True):
+    summed = flat[offset:].tolist()
+    for p, flag in zip(params, summed[: len(params)], strict=True):
         if flag == 0:
             p.grad = None
+    return summed[len(params):]
+
+
+def scale_gradients(params: Iterable[torch.nn.Parameter], factor: float) -> None:
+    """Multiply every existing gradient by ``factor`` (in place)."""
+    for p in params:
+        if p.grad is not None:
+            p.grad.mul_(factor)
 
 
 def gather_in_order(rows: Sequence[int], values: Sequence[Any], n: int) -> list[Any]:

@@ -280,11 +280,12 @@ class Trainer:
         """One optimiser step on a global batch; returns (loss, examples, cells, logs) of the global batch.
 
         Single process: the objective's loss is backpropagated as is. Distributed (see
-        :mod:`searnn.distributed`): this rank trains its shard; its ``LossOutput(loss = S_r / d_r, denom =
-        d_r)`` is backpropagated as ``loss * d_r / D`` where ``D = sum_r d_r`` is all-reduced first, and the
-        gradients are summed over the ranks, which gives the single-process gradient of ``sum_r S_r / D``
-        for every normalisation (cell-per-seq: ``d_r`` = sequences, cell-global: active cells, batch: rows).
-        ``logs`` are rank 0's shard's."""
+        :mod:`searnn.distributed`): this rank trains its shard, whose ``LossOutput`` has ``loss = S_r / d_r``
+        and ``denom = d_r``; it backpropagates the unnormalised ``S_r = loss * d_r``, then one all-reduce sums
+        the gradients and ``(S_r, d_r, rows, cells)`` over the ranks, and the summed gradients are divided by
+        ``D = sum_r d_r``: the single-process gradient of ``sum_r S_r / D`` for every normalisation
+        (cell-per-seq: ``d_r`` = sequences, cell-global: active cells, batch: rows). ``logs`` are rank 0's
+        shard's."""
         t = self.cfg.train
         local = distributed.shard_batch(batch, self.dist) if self.dist.enabled else batch
         out = None
@@ -292,21 +293,21 @@ class Trainer:
             local = local.to(self.device)
             with precision.autocast(t.precision, self.device):
                 out = self.objective(self.model, local)
-        if self.dist.enabled:
-            mine = [float(out.loss.item()) * out.denom, out.denom] if out is not None else [0.0, 0.0]
-            n_cells = int(local.tgt_mask.sum()) if local is not None else 0
-            total, denom, examples, cells = distributed.reduce_sums(
-                mine + [float(local.size if local is not None else 0), float(n_cells)], self.device)
-            loss_value, examples, cells = total / max(denom, 1e-30), int(examples), int(cells)
-        else:
+        if not self.dist.enabled:
             assert out is not None and local is not None
-            loss_value, examples, cells, denom = float(out.loss.item()), local.size, int(local.tgt_mask.sum()), 1.0
-        self.guard.check_loss(loss_value, where, hint)  # see searnn.divergence (the same value on every rank)
+            loss_value, examples, cells = float(out.loss.item()), local.size, int(local.tgt_mask.sum())
+            self.guard.check_loss(loss_value, where, hint)  # see searnn.divergence
         self.optimizer.zero_grad(set_to_none=True)
         if out is not None:
-            loss = out.loss * (out.denom / denom) if self.dist.enabled else out.loss
+            loss = out.loss * out.denom if self.dist.enabled else out.loss
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
-        distributed.all_reduce_gradients(self.model.parameters())
+        if self.dist.enabled:
+            mine = [float(out.loss.item()) * out.denom, out.denom] if out is not None else [0.0, 0.0]
+            mine += [float(local.size), float(local.tgt_mask.sum())] if local is not None else [0.0, 0.0]
+            total, denom, n_rows, n_cells = distributed.all_reduce_gradients(self.model.parameters(), mine)
+            distributed.scale_gradients(self.model.parameters(), 1.0 / max(denom, 1e-30))
+            loss_value, examples, cells = total / max(denom, 1e-30), int(n_rows), int(n_cells)
+            self.guard.check_loss(loss_value, where, hint)  # the global batch's loss: the same on every rank
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
         if t.clip_norm > 0:
