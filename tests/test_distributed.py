@@ -27,7 +27,7 @@ import torch
 from searnn import distributed
 from searnn.config import build_config
 from searnn.data.batch import collate, make_batches
-from searnn.errors import ConfigError
+from searnn.errors import ConfigError, SearnnError
 from searnn.evaluate import evaluate
 from searnn.train import Trainer
 
@@ -171,6 +171,7 @@ def _pids_with_tag(tag: str, rank: str) -> list[int]:
     return found
 
 
+@pytest.mark.slow  # about 30 s on 2 cores: three torchrun/searnn launches (run with -m slow)
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc to find the rank to kill")
 def test_killed_rank_stops_the_job_then_resumes_on_two_and_on_one_process(tmp_path):
     run_dir = tmp_path / "run"
@@ -266,6 +267,19 @@ def test_nproc_shortcut_runs_torchrun_without_nproc():
     assert cmd[cmd.index("searnn.cli"):] == ["searnn.cli", "train", "--task", "ocr", "--run-dir", "r", "--lr", "0.1"]
 
 
+def test_nproc_on_cuda_needs_as_many_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(SearnnError, match="--nproc 2 needs 2 GPUs with --device cuda, this machine has 1"):
+        distributed.check_nproc(2, "cuda")
+    with pytest.raises(SearnnError, match="--nproc 2 needs 2 GPUs with --device auto"):
+        distributed.check_nproc(2, "auto")
+    with pytest.raises(SearnnError, match="use --device cuda"):
+        distributed.check_nproc(2, "cuda:1")
+    distributed.check_nproc(2, "cpu")
+    distributed.check_nproc(1, "cuda")
+
+
 def test_outside_torchrun_nothing_is_distributed(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert not distributed.launched_by_torchrun()
@@ -273,15 +287,18 @@ def test_outside_torchrun_nothing_is_distributed(monkeypatch):
     assert distributed.gather_in_order([2, 0, 1], ["c", "a", "b"], 3) == ["a", "b", "c"]
 
 
-def test_bad_nproc_and_precision_are_one_line_errors(tmp_path):
+def test_bad_nproc_and_precision_are_one_line_errors(tmp_path, capsys):
+    from searnn.cli import main as cli
+
     for option, value, message in (("--nproc", "0", "--nproc must be >= 1"),
                                    ("--precision", "fp8", "unknown --precision 'fp8'; valid: fp32, bf16, fp16"),
                                    ("--precision", "fp16", "--precision fp16 needs a CUDA device")):
-        proc = subprocess.run([sys.executable, "-m", "searnn.cli", "train", "--task", "ocr", "--device", "cpu",
-                               "--limit-train", "8", "--run-dir", str(tmp_path / "r"), option, value],
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        code = cli(["train", "--task", "ocr", "--device", "cpu", "--limit-train", "8", "--no-progress",
+                    "--run-dir", str(tmp_path / "r"), option, value])
+        err = capsys.readouterr().err
+        assert code == 1 and message in err, err
+        assert len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "r" / "config.yaml").exists()  # refused before the run dir is written
 
 
 def test_bf16_on_cpu_trains_with_autocast(tmp_path, monkeypatch):

@@ -290,6 +290,17 @@ def torchrun_command(argv: Sequence[str], nproc: int) -> list[str]:
             "--max_restarts=0", "-m", "searnn.cli", "train", *strip_option(argv, "--nproc")]
 
 
+def check_nproc(nproc: int, device: str) -> None:
+    """``--nproc N`` on CUDA needs N GPUs on this machine (process ``r`` uses ``cuda:r``)."""
+    if device.startswith("cuda:"):
+        raise SearnnError(f"--nproc {nproc} with --device {device}: each process takes its own GPU "
+                          "(cuda:LOCAL_RANK); use --device cuda")
+    wants_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if wants_cuda and torch.cuda.device_count() < nproc:
+        raise SearnnError(f"--nproc {nproc} needs {nproc} GPUs with --device {device}, this machine has "
+                          f"{torch.cuda.device_count()}; lower --nproc or use --device cpu")
+
+
 def launch_local(argv: Sequence[str], nproc: int) -> int:
     """Run ``searnn train ARGS`` as ``nproc`` processes of a local torchrun; a failed process is one line."""
     from searnn.children import die_with_parent
