@@ -285,25 +285,29 @@ class Trainer:
         the gradients and ``(S_r, d_r, rows, cells)`` over the ranks, and the summed gradients are divided by
         ``D = sum_r d_r``: the single-process gradient of ``sum_r S_r / D`` for every normalisation
         (cell-per-seq: ``d_r`` = sequences, cell-global: active cells, batch: rows). ``logs`` are rank 0's
-        shard's."""
+        shard's.
+
+        A process whose shard is empty (a last batch smaller than the number of processes) runs the objective
+        on a stand-in row with weight 0, so that every process calls the objective on every batch (its
+        schedules and counters stay in step) and contributes nothing."""
         t = self.cfg.train
         local = distributed.shard_batch(batch, self.dist) if self.dist.enabled else batch
-        out = None
-        if local is not None:
-            local = local.to(self.device)
-            with precision.autocast(t.precision, self.device):
-                out = self.objective(self.model, local)
+        weight = 1.0
+        if local is None:
+            local, weight = distributed.shard_batch(batch, distributed.Context(0, self.dist.world)), 0.0
+        assert local is not None
+        local = local.to(self.device)
+        with precision.autocast(t.precision, self.device):
+            out = self.objective(self.model, local)
         if not self.dist.enabled:
-            assert out is not None and local is not None
             loss_value, examples, cells = float(out.loss.item()), local.size, int(local.tgt_mask.sum())
             self.guard.check_loss(loss_value, where, hint)  # see searnn.divergence
         self.optimizer.zero_grad(set_to_none=True)
-        if out is not None:
-            loss = out.loss * out.denom if self.dist.enabled else out.loss
-            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        loss = out.loss * (out.denom * weight) if self.dist.enabled else out.loss
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         if self.dist.enabled:
-            mine = [float(out.loss.item()) * out.denom, out.denom] if out is not None else [0.0, 0.0]
-            mine += [float(local.size), float(local.tgt_mask.sum())] if local is not None else [0.0, 0.0]
+            mine = [weight * float(out.loss.item()) * out.denom, weight * out.denom, weight * local.size,
+                    weight * float(local.tgt_mask.sum())]
             total, denom, n_rows, n_cells = distributed.all_reduce_gradients(self.model.parameters(), mine)
             distributed.scale_gradients(self.model.parameters(), 1.0 / max(denom, 1e-30))
             loss_value, examples, cells = total / max(denom, 1e-30), int(n_rows), int(n_cells)
@@ -318,7 +322,7 @@ class Trainer:
         else:
             self.optimizer.step()
         self.guard.check_parameters(self.model.named_parameters(), where, hint)
-        return loss_value, examples, cells, out.logs if out is not None else {}
+        return loss_value, examples, cells, out.logs
 
     def accumulate(self, loss: float, examples: int, cells: int, logs: dict[str, float]) -> None:
         sums = self.state.sums
