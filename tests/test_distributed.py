@@ -283,6 +283,14 @@ def test_nproc_on_cuda_needs_as_many_gpus(monkeypatch):
     distributed.check_nproc(1, "cuda")
 
 
+def test_a_second_sigterm_does_not_break_the_interrupted_save():
+    before = signal.getsignal(signal.SIGTERM)
+    with distributed.sigterm_ignored():
+        os.kill(os.getpid(), signal.SIGTERM)  # would end this process without the guard
+        time.sleep(0.01)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_outside_torchrun_nothing_is_distributed(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert not distributed.launched_by_torchrun()

@@ -128,10 +128,10 @@ def cmd_train(argv: list[str]) -> int:
 
     cfg = build_config(parse_train_args(argv))
     check_run_dir_writable(cfg.train.run_dir)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run checkpoints like a Ctrl-C'd one
     if cfg.train.nproc > 1 and not distributed.launched_by_torchrun():  # --nproc N: torchrun on this machine
         distributed.check_nproc(cfg.train.nproc, cfg.train.device)
         return distributed.launch_local(argv, cfg.train.nproc)
-    signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run checkpoints like a Ctrl-C'd one
     results = run(cfg)
     if not distributed.env_context().is_main:
         return 0

@@ -32,12 +32,14 @@ How a run is split
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import random
+import signal
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +145,21 @@ def teardown() -> None:
         except (RuntimeError, ValueError):  # pragma: no cover - a broken group
             pass
     _current = SINGLE
+
+
+@contextlib.contextmanager
+def sigterm_ignored() -> Iterator[None]:
+    """Ignore SIGTERM inside the block (the checkpoint written after an interruption; torchrun sends its
+    SIGTERM twice). A no-op outside the main thread."""
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except (ValueError, AttributeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _collective(what: str, fn: Any, *args: Any) -> Any:
@@ -309,12 +326,15 @@ def launch_local(argv: Sequence[str], nproc: int) -> int:
     proc = subprocess.Popen(torchrun_command(argv, nproc), env=env, preexec_fn=die_with_parent())
     try:
         code = proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(2)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    except KeyboardInterrupt:  # Ctrl-C (torchrun got it too) or SIGTERM: torchrun stops its workers, who save
+        with sigterm_ignored():
+            with contextlib.suppress(OSError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         raise
     if code != 0:
         raise DistributedError(f"--nproc {nproc}: a training process failed (torchrun exit status {code}, its "

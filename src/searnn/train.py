@@ -386,12 +386,14 @@ class Trainer:
             except KeyboardInterrupt:
                 # Ctrl-C / SIGTERM between or inside batches: keep every completed batch. The optimizer step
                 # and the loop position are updated together after each batch, so last.pt is consistent.
-                self.save_last(rng=getattr(self, "batch_rng", None))
+                with distributed.sigterm_ignored():  # torchrun repeats its SIGTERM: let the save finish
+                    self.save_last(rng=getattr(self, "batch_rng", None))
                 log(f"interrupted at epoch {st.epoch + 1}, batch {st.batch}: saved {self.run_dir / ckpt.LAST}")
                 raise
             except distributed.DistributedError as e:
                 # another rank died: no optimizer step was taken on the failed batch, so last.pt is consistent
-                self.save_last(rng=getattr(self, "batch_rng", None))
+                with distributed.sigterm_ignored():
+                    self.save_last(rng=getattr(self, "batch_rng", None))
                 raise distributed.DistributedError(f"{e}; saved {self.run_dir / ckpt.LAST} at epoch "
                                                    f"{st.epoch + 1}, batch {st.batch}: run the same command "
                                                    "again to resume") from None
