@@ -3,6 +3,7 @@ launcher's table; a rerun skips the finished runs; bad options are one-line erro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from pathlib import Path
@@ -72,3 +73,68 @@ def test_ray_options_need_the_ray_launcher(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "searnn experiment: error: --cpus-per-run must be > 0, got 0"
     assert not (tmp_path / "runs").exists()
+
+
+DRIVER = """
+import sys
+import ray
+from searnn import experiment
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+sys.exit(experiment.main([sys.argv[1], "--out", sys.argv[2], "--launcher", "ray"]))
+"""
+
+
+def _processes(needle: str) -> dict[int, str]:
+    """Live processes whose environment or command line holds ``needle``: pid -> command line."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            env = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and (needle in cmdline or needle.encode() in env):
+            found[int(entry.name)] = cmdline
+    return found
+
+
+@pytest.mark.slow  # about 40 s: a Ray instance and two trainers
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_killing_the_driver_leaves_no_trainer(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    pytest.importorskip("ray")
+    grid = write_grid(tmp_path)
+    data = yaml.safe_load(grid.read_text())
+    data["base"]["epochs"] = 500  # still training when the driver is killed
+    grid.write_text(yaml.safe_dump(data))
+    (tmp_path / "driver.py").write_text(DRIVER)
+    out = tmp_path / "out"
+    tag = f"SEARNN_RAY_TEST={uuid.uuid4().hex}"
+    env = {**os.environ, tag.split("=")[0]: tag.split("=")[1]}
+    driver = subprocess.Popen([sys.executable, str(tmp_path / "driver.py"), str(grid), str(out)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len([c for c in _processes(str(out)).values() if "searnn.cli train" in c]) < 2:
+            assert driver.poll() is None and time.monotonic() < deadline, "the trainers did not start"
+            time.sleep(0.2)
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 30
+        while [c for c in _processes(str(out)).values() if "searnn.cli train" in c]:
+            assert time.monotonic() < deadline, "trainers outlived the driver"
+            time.sleep(0.2)
+    finally:
+        for pid in _processes(tag):  # Ray's own helpers of the instance the killed driver had started
+            if pid != os.getpid():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)

@@ -54,6 +54,9 @@ flat options; ``grid_run.json`` (grid name, row, seed) lets ``searnn report``/``
   that this driver did not start is waited for (one log line), then skipped if that trainer finished it, else
   resumed; it is never reported as failed for being busy.
 
+``--launcher ray`` (with ``--ray-address``, ``--cpus-per-run``, ``--gpus-per-run``) submits the same commands
+as Ray tasks instead, with the same skipping and resuming: see :mod:`searnn.ray_launcher`.
+
 ``--dry-run`` validates the grid and prints the plan (each run's status: done / resume / new) without
 launching or writing anything.
 
