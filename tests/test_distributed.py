@@ -82,14 +82,15 @@ WORKER = textwrap.dedent("""
     for name, case in spec.items():
         cfg = build_config(case["values"])
         trainer = Trainer(cfg)
-        if case["train"]:
-            trainer.train_epoch(0)
+        trainer.state.train_seconds = case.get("skew", 0.0) * ctx.rank  # clocks that disagree
+        finished = trainer.train_epoch(0) if case["train"] else None
         result = evaluate(trainer.model, trainer.task, "valid", cfg.train, trainer.device,
                           limit=cfg.train.limit_valid)
         calls = distributed.gather_in_order([ctx.rank], [trainer.objective.step_count], ctx.world)
         if ctx.is_main:
             torch.save({"model": trainer.model.state_dict(), "eval": json.dumps(result, sort_keys=True),
-                        "world": ctx.world, "calls": calls}, case["out"])
+                        "world": ctx.world, "calls": calls, "finished": finished,
+                        "batches": trainer.state.batch}, case["out"])
     distributed.teardown()
 """)
 
@@ -113,6 +114,8 @@ def two_process_runs(tmp_path_factory):
     for name, extra in EVAL_CASES.items():
         spec["eval-" + name] = {"values": {**TINY, **extra, "run_dir": str(root / ("eval-" + name))},
                                 "train": name == "ocr", "out": str(root / f"eval-{name}.pt")}
+    spec["budget"] = {"values": {**TINY, "time_budget": 500.0, "run_dir": str(root / "budget")}, "train": True,
+                      "out": str(root / "budget.pt"), "skew": 1000.0}
     (root / "spec.json").write_text(json.dumps(spec))
     (root / "worker.py").write_text(WORKER)
     proc = torchrun(root / "worker.py", str(root / "spec.json"))
@@ -154,6 +157,13 @@ def test_sharded_evaluation_equals_single_process_exactly(two_process_runs, tmp_
         want = json.dumps(evaluate(trainer.model, trainer.task, "valid", trainer.cfg.train, trainer.device,
                                    limit=values["limit_valid"]), sort_keys=True)
     assert got["eval"] == want
+
+
+def test_the_time_budget_stops_every_process_at_the_same_batch(two_process_runs):
+    """Rank 0 has trained 0 s, rank 1 1000 s (clocks disagree): both compare the mean, 500 s, with the
+    500 s budget and stop after the first batch (a rank stopping alone would leave the other waiting)."""
+    got = two_process_runs["budget"]
+    assert got["finished"] is False and got["batches"] == 1
 
 
 # ------------------------------------------------------------------------------ failure and resumption

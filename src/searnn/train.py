@@ -268,7 +268,7 @@ class Trainer:
             if t.checkpoint_minutes and time.monotonic() - last_ckpt > 60 * t.checkpoint_minutes:
                 self.save_last()
                 last_ckpt = time.monotonic()
-            if t.time_budget and st.train_seconds >= t.time_budget:
+            if t.time_budget and self.budget_seconds(st.train_seconds) >= t.time_budget:
                 if bar is not None:
                     bar.close()
                 return False
@@ -307,8 +307,9 @@ class Trainer:
         (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         if self.dist.enabled:
             mine = [weight * float(out.loss.item()) * out.denom, weight * out.denom, weight * local.size,
-                    weight * float(local.tgt_mask.sum())]
-            total, denom, n_rows, n_cells = distributed.all_reduce_gradients(self.model.parameters(), mine)
+                    weight * float(local.tgt_mask.sum()), self.state.train_seconds]
+            total, denom, n_rows, n_cells, seconds = distributed.all_reduce_gradients(self.model.parameters(), mine)
+            self.shared_seconds = seconds / self.dist.world  # mean training time before this step
             distributed.scale_gradients(self.model.parameters(), 1.0 / max(denom, 1e-30))
             loss_value, examples, cells = total / max(denom, 1e-30), int(n_rows), int(n_cells)
             self.guard.check_loss(loss_value, where, hint)  # the global batch's loss: the same on every rank
@@ -323,6 +324,11 @@ class Trainer:
             self.optimizer.step()
         self.guard.check_parameters(self.model.named_parameters(), where, hint)
         return loss_value, examples, cells, out.logs
+
+    def budget_seconds(self, own: float) -> float:
+        """The training time that ``--time-budget`` is compared with: this process's own, or in a distributed
+        job the processes' mean before the last step (the same on every process, so all stop together)."""
+        return getattr(self, "shared_seconds", own) if self.dist.enabled else own
 
     def accumulate(self, loss: float, examples: int, cells: int, logs: dict[str, float]) -> None:
         sums = self.state.sums
