@@ -313,9 +313,10 @@ def test_bad_nproc_and_precision_are_one_line_errors(tmp_path, capsys):
 
     for option, value, message in (("--nproc", "0", "--nproc must be >= 1"),
                                    ("--precision", "fp8", "unknown --precision 'fp8'; valid: fp32, bf16, fp16"),
-                                   ("--precision", "fp16", "--precision fp16 needs a CUDA device")):
+                                   ("--precision", "fp16", "--precision fp16 needs a CUDA device"),
+                                   ("--precision", "fp16 --nproc 2", "--precision fp16 needs a CUDA device")):
         code = cli(["train", "--task", "ocr", "--device", "cpu", "--limit-train", "8", "--no-progress",
-                    "--run-dir", str(tmp_path / "r"), option, value])
+                    "--run-dir", str(tmp_path / "r"), option, *value.split()])
         err = capsys.readouterr().err
         assert code == 1 and message in err, err
         assert len(err.strip().splitlines()) == 1, err
