@@ -5,7 +5,8 @@ validates after every epoch (and decays the learning rate on plateaus), keeps th
 checkpoint, evaluates it once on the test split and writes ``results.json``. The run directory holds
 ``config.yaml`` (resolved config), ``metrics.jsonl`` (one JSON record per epoch), ``last.pt`` (everything
 needed to resume, also written mid-epoch every ``checkpoint_minutes``) and ``best.pt``. Running the same
-command again resumes from ``last.pt``; a finished run is not retrained.
+command again resumes from ``last.pt``; a finished run is not retrained. Under ``torchrun`` (or ``--nproc N``)
+the same loop trains data-parallel: see :mod:`searnn.distributed` (sharding, gradient all-reduce, rank 0 writes).
 """
 
 from __future__ import annotations
