@@ -46,13 +46,19 @@ fi
 step "CUDA tests" 130 "$PYTHON" -m pytest -q -m cuda tests/test_gpu.py -p no:cacheprovider
 
 BENCH=benchmarks/bench_searnn_speed.py
+HELP=$("$PYTHON" "$BENCH" --help 2>/dev/null)
 MODES="ocr"
-if "$PYTHON" "$BENCH" --help 2>/dev/null | grep -q -- "--mode"; then
-    MODES="ocr translation"
-fi
+MODE_FLAG=""
+for candidate in --task --mode; do  # the option that picks translation (being added to the benchmark)
+    if echo "$HELP" | grep -q -- "$candidate" && echo "$HELP" | grep -q "translation"; then
+        MODES="ocr translation"
+        MODE_FLAG=$candidate
+        break
+    fi
+done
 for mode in $MODES; do
     extra=()
-    [ "$mode" = ocr ] || extra=(--mode "$mode")
+    [ -z "$MODE_FLAG" ] || extra=("$MODE_FLAG" "$mode")
     for precision in fp32 bf16; do
         step "speed $mode $precision" 50 "$PYTHON" "$BENCH" --device cuda --batches 10 --precision "$precision" "${extra[@]}"
     done
