@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import pytest
@@ -98,7 +99,7 @@ WORKER = textwrap.dedent("""
 def torchrun(script: Path, *args: str, nproc: int = 2, timeout: float = 240) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            str(script), *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "SEARNN_DIST_TIMEOUT": "60"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SEARNN_DIST_TIMEOUT": "120"}
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
@@ -119,6 +120,10 @@ def two_process_runs(tmp_path_factory):
     (root / "spec.json").write_text(json.dumps(spec))
     (root / "worker.py").write_text(WORKER)
     proc = torchrun(root / "worker.py", str(root / "spec.json"))
+    if proc.returncode != 0:  # once, on a machine shared with other jobs, a launch failed: show it, try again
+        warnings.warn(f"torchrun failed once (status {proc.returncode}), retrying: {proc.stderr[-1500:]}",
+                      stacklevel=1)
+        proc = torchrun(root / "worker.py", str(root / "spec.json"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {name: torch.load(case["out"], weights_only=True) for name, case in spec.items()}
 
