@@ -5,7 +5,7 @@ TORCH_PIN ?= torch==2.13.0
 
 install:
 	$(PYTHON) -m pip install --quiet $(TORCH_PIN)
-	$(PYTHON) -m pip install --quiet -e ".[test]"
+	$(PYTHON) -m pip install --quiet -e ".[test,ray]"
 	# CIDEr-D reference for the tests (its scorer needs only numpy; skip its heavy optional deps)
 	$(PYTHON) -m pip install --quiet --no-deps pycocoevalcap
 

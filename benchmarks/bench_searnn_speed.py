@@ -34,7 +34,9 @@ Timings on shared machines drift; the ratios are the meaningful numbers.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import functools
 import random
 import resource
 import time
@@ -45,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from searnn import precision
 from searnn.checkpoint import atomic_save, load_checkpoint
 from searnn.data.batch import Batch, Example, make_batches
 from searnn.data.task import TaskData
@@ -56,6 +59,7 @@ from searnn.objectives.searnn import SearnnConfig, SearnnObjective
 from searnn.profiling import profiling, region
 
 PLAIN = "SeaRNN full, plain steps"
+STEP_CONTEXT = contextlib.nullcontext  # --precision: autocast around each objective call (set in main)
 
 
 def load_ocr(seed: int) -> tuple[TaskData, str]:
@@ -115,7 +119,8 @@ def time_objectives(
             with profiling(times, cuda=batch.tgt.is_cuda) if profile else _nothing():
                 sync(batch)
                 start = time.perf_counter()
-                out = objective(models[name], batch)
+                with STEP_CONTEXT():
+                    out = objective(models[name], batch)
                 opts[name].zero_grad(set_to_none=True)
                 with region("backward"):
                     out.loss.backward()
@@ -316,7 +321,10 @@ def main() -> None:
         "--model-file", default="", help="load the model's weights from this file if it exists, else save them "
         "there after --pretrain (so that several runs share one pre-trained model)"
     )
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
     args = parser.parse_args()
+    global STEP_CONTEXT
+    STEP_CONTEXT = functools.partial(precision.autocast, args.precision, torch.device(args.device))
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

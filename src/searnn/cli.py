@@ -123,12 +123,20 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def cmd_train(argv: list[str]) -> int:
     import signal
 
-    from searnn.train import run
+    from searnn import distributed
+    from searnn.precision import check_precision
+    from searnn.train import resolve_device, run
 
     cfg = build_config(parse_train_args(argv))
     check_run_dir_writable(cfg.train.run_dir)
     signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run checkpoints like a Ctrl-C'd one
+    if cfg.train.nproc > 1 and not distributed.launched_by_torchrun():  # --nproc N: torchrun on this machine
+        distributed.check_nproc(cfg.train.nproc, cfg.train.device)
+        check_precision(cfg.train.precision, resolve_device(cfg.train.device))  # before starting N processes
+        return distributed.launch_local(argv, cfg.train.nproc)
     results = run(cfg)
+    if not distributed.env_context().is_main:
+        return 0
     print(json.dumps({k: results[k] for k in ("task", "objective", "metric", "valid", "test", "epochs",
                                               "seconds_per_epoch", "signature")}, indent=2))
     return 0

@@ -82,12 +82,24 @@ class TrainConfig:
         default="", metadata={"help": "initialise the model from this run dir's best checkpoint"}
     )
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    precision: str = field(
+        default="fp32",
+        metadata={"help": "fp32 | bf16 | fp16: autocast of the training step on CUDA (fp16 with a gradient "
+                  "scaler); bf16 is also allowed on CPU, fp16 is CUDA-only"},
+    )
+    nproc: int = field(
+        default=1,
+        metadata={"help": "train with N data-parallel processes on this machine (launches torchrun; "
+                  "--batch-size stays the global batch)"},
+    )
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
             raise ConfigError(f"unknown --optimizer {self.optimizer!r}; valid: adam, sgd")
         if self.lr_schedule not in ("none", "plateau"):
             raise ConfigError(f"unknown --lr-schedule {self.lr_schedule!r}; valid: none, plateau")
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise ConfigError(f"unknown --precision {self.precision!r}; valid: fp32, bf16, fp16")
         for f in fields(self):
             check_value(f.name, getattr(self, f.name))
 

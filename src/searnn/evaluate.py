@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from searnn import distributed
 from searnn.config import TrainConfig
 from searnn.data.batch import Example, make_batches
 from searnn.data.task import TaskData
@@ -60,9 +61,19 @@ def evaluate(
     device: torch.device,
     limit: int = 0,
 ) -> dict[str, object]:
-    """Decode and score one split (optionally its first ``limit`` examples)."""
+    """Decode and score one split (optionally its first ``limit`` examples).
+
+    In a distributed job (:mod:`searnn.distributed`) rank ``r`` of ``W`` decodes examples ``r, r + W, ...``;
+    the outputs are gathered in the original order and rank 0 scores them once and broadcasts the scores, so
+    the result equals the single-process one exactly for every metric (no per-metric statistics needed)."""
     examples = task.split(split)
     if limit:
         examples = examples[:limit]
-    hyps = predict(model, task, examples, cfg, device)
-    return score(task, hyps, examples)
+    ctx = distributed.current()
+    if not ctx.enabled:
+        hyps = predict(model, task, examples, cfg, device)
+        return score(task, hyps, examples)
+    rows = distributed.shard_rows(len(examples), ctx)
+    local = predict(model, task, [examples[i] for i in rows], cfg, device) if rows else []
+    hyps = distributed.gather_in_order(rows, local, len(examples))
+    return distributed.broadcast_object(score(task, hyps, examples) if ctx.is_main else None)

@@ -54,6 +54,9 @@ flat options; ``grid_run.json`` (grid name, row, seed) lets ``searnn report``/``
   that this driver did not start is waited for (one log line), then skipped if that trainer finished it, else
   resumed; it is never reported as failed for being busy.
 
+``--launcher ray`` (with ``--ray-address``, ``--cpus-per-run``, ``--gpus-per-run``) submits the same commands
+as Ray tasks instead, with the same skipping and resuming: see :mod:`searnn.ray_launcher`.
+
 ``--dry-run`` validates the grid and prints the plan (each run's status: done / resume / new) without
 launching or writing anything.
 
@@ -657,7 +660,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", "-j", type=int, default=None, help="runs at once (default: the grid's jobs, or 1)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; launch nothing")
     parser.add_argument("--out", default=None, help="root directory of the runs (default: the grid's out)")
+    parser.add_argument("--launcher", choices=["local", "ray"], default="local",
+                        help="local: subprocesses on this machine (default); ray: one task per run on a Ray "
+                        "cluster (see searnn.ray_launcher; run dirs on a file system every node sees)")
+    parser.add_argument("--ray-address", default=None, help="Ray cluster to join (default: RAY_ADDRESS or local)")
+    parser.add_argument("--cpus-per-run", type=float, default=None, help="Ray CPUs per run (default 1)")
+    parser.add_argument("--gpus-per-run", type=float, default=None, help="Ray GPUs per run (default 0)")
     args = parser.parse_args(argv)
+    if args.launcher != "ray":
+        for name in ("ray_address", "cpus_per_run", "gpus_per_run"):
+            if getattr(args, name) is not None:
+                raise ConfigError(f"--{name.replace('_', '-')} needs --launcher ray")
+    cpus = 1.0 if args.cpus_per_run is None else args.cpus_per_run
+    gpus = 0.0 if args.gpus_per_run is None else args.gpus_per_run
+    if args.launcher == "ray":
+        from searnn.ray_launcher import check_resources
+
+        check_resources(cpus, gpus)
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     grid = load_grid(args.grid, out=args.out, jobs=args.jobs)
@@ -673,7 +692,12 @@ def main(argv: list[str]) -> int:
         raise SearnnError(f"cannot create the grid's out directory {grid.out} ({e.strerror or e}); use --out") from None
     atomic_write_text(grid.text, grid.out / "grid.yaml")
     with _sigterm_as_interrupt():
-        failures = launch(grid, grid.jobs)
+        if args.launcher == "ray":
+            from searnn.ray_launcher import launch_ray
+
+            failures = launch_ray(grid, address=args.ray_address, cpus_per_run=cpus, gpus_per_run=gpus)
+        else:
+            failures = launch(grid, grid.jobs)
     print()
     print(write_results(grid, failures))
     print(f"(written to {grid.out / 'results.md'} and {grid.out / 'results.json'})")

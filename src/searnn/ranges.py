@@ -66,6 +66,7 @@ RANGES: dict[str, Range] = {
     "beam": AT_LEAST_ONE,
     "max_decode_len": AT_LEAST_ONE,
     "threads": AT_LEAST_ONE,
+    "nproc": AT_LEAST_ONE,
     # model
     "emb_dim": AT_LEAST_ONE,
     "hidden": AT_LEAST_ONE,

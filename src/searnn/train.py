@@ -5,7 +5,8 @@ validates after every epoch (and decays the learning rate on plateaus), keeps th
 checkpoint, evaluates it once on the test split and writes ``results.json``. The run directory holds
 ``config.yaml`` (resolved config), ``metrics.jsonl`` (one JSON record per epoch), ``last.pt`` (everything
 needed to resume, also written mid-epoch every ``checkpoint_minutes``) and ``best.pt``. Running the same
-command again resumes from ``last.pt``; a finished run is not retrained.
+command again resumes from ``last.pt``; a finished run is not retrained. Under ``torchrun`` (or ``--nproc N``)
+the same loop trains data-parallel: see :mod:`searnn.distributed` (sharding, gradient all-reduce, rank 0 writes).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import torch
 
 import searnn
 from searnn import checkpoint as ckpt
+from searnn import distributed, precision
 from searnn.config import RunConfig
-from searnn.data.batch import make_batches
+from searnn.data.batch import Batch, make_batches
 from searnn.data.registry import load_task
 from searnn.data.task import TaskData
 from searnn.divergence import DivergenceGuard
@@ -139,7 +141,9 @@ def is_better(value: float, best: float | None, lower_is_better: bool) -> bool:
 
 
 def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    """A progress line on stderr (rank 0 only in a distributed job)."""
+    if distributed.current().is_main:
+        print(msg, file=sys.stderr, flush=True)
 
 
 class Trainer:
@@ -149,7 +153,10 @@ class Trainer:
         self.cfg = cfg
         t = cfg.train
         torch.set_num_threads(t.threads)
-        self.device = resolve_device(t.device)
+        self.dist = distributed.current()
+        self.device = resolve_device(distributed.device_for(t.device, self.dist))
+        precision.check_precision(t.precision, self.device)
+        self.scaler = precision.grad_scaler(t.precision, self.device)
         if not t.run_dir:
             raise SearnnError("--run-dir is required")
         # Everything that can fail on bad input (task data, objective options, warm-start path) is checked
@@ -161,11 +168,17 @@ class Trainer:
         if not (Path(t.run_dir) / ckpt.LAST).exists():  # a resumed run no longer needs its warm start
             check_warm_start(t.warm_start)
         self.model = build_model(cfg, self.task).to(self.device)
+        distributed.broadcast_parameters(self.model)
         self.objective = OBJECTIVES[t.objective](cfg.objective, self.task)
-        self.run_dir, self.resuming = ckpt.prepare_run_dir(cfg)
+        if self.dist.is_main:  # rank 0 alone writes the run dir; the others read it once it is ready
+            self.run_dir, self.resuming = ckpt.prepare_run_dir(cfg)
+        distributed.barrier("the run directory set-up")
+        if not self.dist.is_main:
+            self.run_dir, self.resuming = Path(t.run_dir), ckpt.has_checkpoint(Path(t.run_dir))
         if self.resuming:
             check_vocabs(self.run_dir, self.task)
-        save_vocabs(self.run_dir, self.task)
+        if self.dist.is_main:
+            save_vocabs(self.run_dir, self.task)
         self.optimizer = make_optimizer(cfg, self.model)
         self.plateau = Plateau(self.optimizer, t.lr_decay, t.lr_patience, t.min_lr)
         self.state = LoopState()
@@ -181,7 +194,12 @@ class Trainer:
         """Write ``last.pt`` (the previous one is kept as ``last.prev.pt``); tensors and plain data only.
         ``rng`` / ``objective``: the random-generator and objective states to save (default: the current
         ones); an interrupted batch saves the states it started from, so that the resumed run redoes it
-        exactly (same random choices, same schedule progress)."""
+        exactly (same random choices, same schedule progress). In a distributed job only rank 0 writes
+        (every rank holds the same model and optimizer state; the ranks' random streams are reseeded per
+        batch, see :mod:`searnn.distributed`)."""
+        if not self.dist.is_main:
+            return
+        extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
         ckpt.save_last(
             {
                 "model": self.model.state_dict(),
@@ -191,6 +209,8 @@ class Trainer:
                 "rng": rng if rng is not None else ckpt.rng_state(),
                 "objective": objective if objective is not None else getattr(self.objective, "state_dict", dict)(),
                 "divergence": self.guard.state_dict(),
+                "world_size": self.dist.world,
+                **extra,
             },
             self.run_dir,
         )
@@ -213,7 +233,10 @@ class Trainer:
         self.state = LoopState(**data["state"])
         ckpt.set_rng_state(data["rng"])
         self.guard.load_state_dict(data.get("divergence", {}))
-        ckpt.truncate_jsonl(self.run_dir / ckpt.METRICS_LOG, self.state.epoch, warn=log)
+        if self.scaler is not None and "scaler" in data:
+            self.scaler.load_state_dict(data["scaler"])
+        if self.dist.is_main:
+            ckpt.truncate_jsonl(self.run_dir / ckpt.METRICS_LOG, self.state.epoch, warn=log)
         if hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(data.get("objective", {}))
 
@@ -237,26 +260,20 @@ class Trainer:
         last_ckpt = time.monotonic()
         for i in range(st.batch, len(batches)):
             start = time.perf_counter()
+            if self.dist.enabled:  # each rank its own stream, from (seed, epoch, batch, rank)
+                distributed.seed_batch(t.seed, epoch, i, self.dist)
             # The states this batch starts from, saved instead of the current ones if it is interrupted. An
             # objective's state_dict holds counters and references to tensors it replaces, never mutates.
             self.batch_rng = ckpt.rng_state()
             self.batch_objective = getattr(self.objective, "state_dict", dict)()
-            batch = batches[i].to(self.device)
-            out = self.objective(self.model, batch)
             where = f"epoch {epoch + 1}, batch {i + 1}"
             hint = f"objective {t.objective}, lr {self.optimizer.param_groups[0]['lr']:g}"
-            self.guard.check_loss(float(out.loss.item()), where, hint)  # see searnn.divergence
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if t.clip_norm > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
-            self.optimizer.step()
-            self.guard.check_parameters(self.model.named_parameters(), where, hint)
+            loss, examples, cells, logs = self.train_step(batches[i], where, hint)
             elapsed = time.perf_counter() - start
             st.epoch_seconds += elapsed
             st.train_seconds += elapsed
             st.batch = i + 1
-            self.accumulate(out.loss.item(), batch.size, int(batch.tgt_mask.sum()), out.logs)
+            self.accumulate(loss, examples, cells, logs)
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(loss=f"{st.sums['loss'] / st.sums['n_batches']:.4f}",
@@ -264,13 +281,67 @@ class Trainer:
             if t.checkpoint_minutes and time.monotonic() - last_ckpt > 60 * t.checkpoint_minutes:
                 self.save_last()
                 last_ckpt = time.monotonic()
-            if t.time_budget and st.train_seconds >= t.time_budget:
+            if t.time_budget and self.budget_seconds(st.train_seconds) >= t.time_budget:
                 if bar is not None:
                     bar.close()
                 return False
         if bar is not None:
             bar.close()
         return True
+
+    def train_step(self, batch: Batch, where: str, hint: str) -> tuple[float, int, int, dict[str, float]]:
+        """One optimiser step on a global batch; returns (loss, examples, cells, logs) of the global batch.
+
+        Single process: the objective's loss is backpropagated as is. Distributed (see
+        :mod:`searnn.distributed`): this rank trains its shard, whose ``LossOutput`` has ``loss = S_r / d_r``
+        and ``denom = d_r``; it backpropagates the unnormalised ``S_r = loss * d_r``, then one all-reduce sums
+        the gradients and ``(S_r, d_r, rows, cells)`` over the ranks, and the summed gradients are divided by
+        ``D = sum_r d_r``: the single-process gradient of ``sum_r S_r / D`` for every normalisation
+        (cell-per-seq: ``d_r`` = sequences, cell-global: active cells, batch: rows). ``logs`` are rank 0's
+        shard's.
+
+        A process whose shard is empty (a last batch smaller than the number of processes) runs the objective
+        on a stand-in row with weight 0, so that every process calls the objective on every batch (its
+        schedules and counters stay in step) and contributes nothing."""
+        t = self.cfg.train
+        local = distributed.shard_batch(batch, self.dist) if self.dist.enabled else batch
+        weight = 1.0
+        if local is None:
+            local, weight = distributed.shard_batch(batch, distributed.Context(0, self.dist.world)), 0.0
+        assert local is not None
+        local = local.to(self.device)
+        with precision.autocast(t.precision, self.device):
+            out = self.objective(self.model, local)
+        if not self.dist.enabled:
+            loss_value, examples, cells = float(out.loss.item()), local.size, int(local.tgt_mask.sum())
+            self.guard.check_loss(loss_value, where, hint)  # see searnn.divergence
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = out.loss * (out.denom * weight) if self.dist.enabled else out.loss
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        if self.dist.enabled:
+            mine = [weight * float(out.loss.item()) * out.denom, weight * out.denom, weight * local.size,
+                    weight * float(local.tgt_mask.sum()), self.state.train_seconds]
+            total, denom, n_rows, n_cells, seconds = distributed.all_reduce_gradients(self.model.parameters(), mine)
+            self.shared_seconds = seconds / self.dist.world  # mean training time before this step
+            distributed.scale_gradients(self.model.parameters(), 1.0 / max(denom, 1e-30))
+            loss_value, examples, cells = total / max(denom, 1e-30), int(n_rows), int(n_cells)
+            self.guard.check_loss(loss_value, where, hint)  # the global batch's loss: the same on every rank
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if t.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.clip_norm)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.guard.check_parameters(self.model.named_parameters(), where, hint)
+        return loss_value, examples, cells, out.logs
+
+    def budget_seconds(self, own: float) -> float:
+        """The training time that ``--time-budget`` is compared with: this process's own, or in a distributed
+        job the processes' mean before the last step (the same on every process, so all stop together)."""
+        return getattr(self, "shared_seconds", own) if self.dist.enabled else own
 
     def accumulate(self, loss: float, examples: int, cells: int, logs: dict[str, float]) -> None:
         sums = self.state.sums
@@ -280,7 +351,7 @@ class Trainer:
             sums["log:" + key] = sums.get("log:" + key, 0.0) + float(value)
 
     def progress_bar(self, total: int, epoch: int, initial: int) -> Any:
-        if not self.cfg.train.progress:
+        if not self.cfg.train.progress or not self.dist.is_main:
             return None
         from tqdm import tqdm
 
@@ -295,6 +366,7 @@ class Trainer:
         improved = is_better(value, st.best, task.lower_is_better)
         if improved:
             st.best, st.best_epoch = value, epoch + 1
+        if improved and self.dist.is_main:
             ckpt.atomic_save({"model": self.model.state_dict(), "epoch": epoch + 1, "valid": value},
                              self.run_dir / ckpt.BEST)
         if t.lr_schedule == "plateau":
@@ -313,7 +385,8 @@ class Trainer:
             "code": code_version(self.device),
         }
         record.update({k[4:]: v / n for k, v in sums.items() if k.startswith("log:")})
-        ckpt.append_jsonl(self.run_dir / ckpt.METRICS_LOG, record)
+        if self.dist.is_main:
+            ckpt.append_jsonl(self.run_dir / ckpt.METRICS_LOG, record)
         log(f"epoch {epoch + 1}/{t.epochs}  loss {record['train_loss']:.4f}  valid {task.metric} {value:.3f}"
             f"  best {st.best:.3f} (epoch {st.best_epoch})  {st.epoch_seconds:.1f}s"
             f"  lr {record['lr']:.2g}")
@@ -333,9 +406,19 @@ class Trainer:
             except KeyboardInterrupt:
                 # Ctrl-C / SIGTERM between or inside batches: keep every completed batch. The optimizer step
                 # and the loop position are updated together after each batch, so last.pt is consistent.
-                self.save_last(rng=getattr(self, "batch_rng", None), objective=getattr(self, "batch_objective", None))
+                with distributed.sigterm_ignored():  # torchrun repeats its SIGTERM: let the save finish
+                    self.save_last(rng=getattr(self, "batch_rng", None),
+                                   objective=getattr(self, "batch_objective", None))
                 log(f"interrupted at epoch {st.epoch + 1}, batch {st.batch}: saved {self.run_dir / ckpt.LAST}")
                 raise
+            except distributed.DistributedError as e:
+                # another rank died: no optimizer step was taken on the failed batch, so last.pt is consistent
+                with distributed.sigterm_ignored():
+                    self.save_last(rng=getattr(self, "batch_rng", None),
+                                   objective=getattr(self, "batch_objective", None))
+                raise distributed.DistributedError(f"{e}; saved {self.run_dir / ckpt.LAST} at epoch "
+                                                   f"{st.epoch + 1}, batch {st.batch}: run the same command "
+                                                   "again to resume") from None
             self.end_epoch(st.epoch)
             st.epoch, st.batch, st.sums, st.epoch_seconds = st.epoch + 1, 0, {}, 0.0
             if not finished:
@@ -350,6 +433,7 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         """Load the best checkpoint, evaluate it on validation and (once) on test, write results.json."""
         t, task = self.cfg.train, self.task
+        distributed.barrier("the final evaluation")  # best.pt is written by rank 0
         best = ckpt.load_checkpoint(self.run_dir / ckpt.BEST, self.device, what="results")
         self.model.load_state_dict(best["model"])
         valid = evaluate(self.model, task, "valid", t, self.device)
@@ -382,7 +466,11 @@ class Trainer:
                                                if isinstance(r.get("code"), dict))),
             "config": self.cfg.to_dict(),
         }
-        ckpt.atomic_write_text(json.dumps(results, indent=2, default=_json_default), self.run_dir / ckpt.RESULTS)
+        if self.dist.enabled:
+            results["world_size"] = self.dist.world
+        if self.dist.is_main:
+            ckpt.atomic_write_text(json.dumps(results, indent=2, default=_json_default),
+                                   self.run_dir / ckpt.RESULTS)
         log(f"best epoch {best['epoch']}: valid {task.metric} {valid[task.metric]:.3f}, "
             f"test {task.metric} {test[task.metric]:.3f}   [{test['signature']}]")
         return results
@@ -404,15 +492,27 @@ def already_finished(run_dir: Path, results: dict[str, Any]) -> str:
 def run(cfg: RunConfig) -> dict[str, Any]:
     """Train (or resume) the run described by ``cfg``; returns the results dict. The run directory is locked
     for the duration (:func:`searnn.checkpoint.acquire_lock`). A finished run loads nothing but its
-    ``config.yaml`` and ``results.json``."""
+    ``config.yaml`` and ``results.json``.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) the process joins the group first (:mod:`searnn.distributed`);
+    rank 0 holds the lock."""
     if not cfg.train.run_dir:
         raise SearnnError("--run-dir is required")
-    lock = ckpt.acquire_lock(Path(cfg.train.run_dir))
+    ctx = distributed.env_context()
+    if ctx.enabled:
+        distributed.setup(resolve_device(distributed.device_for(cfg.train.device, ctx)))
     try:
-        finished = ckpt.finished_results(cfg, log)
-        if finished is not None:
-            log(already_finished(Path(cfg.train.run_dir), finished))
-            return finished
-        return Trainer(cfg).fit()
+        lock = ckpt.acquire_lock(Path(cfg.train.run_dir)) if ctx.is_main else None
+        try:
+            distributed.barrier("the run directory lock")
+            finished = ckpt.finished_results(cfg, log)
+            if finished is not None:
+                log(already_finished(Path(cfg.train.run_dir), finished))
+                return finished
+            return Trainer(cfg).fit()
+        finally:
+            if lock is not None:
+                ckpt.release_lock(lock)
     finally:
-        ckpt.release_lock(lock)
+        if ctx.enabled:
+            distributed.teardown()
