@@ -10,12 +10,14 @@ outlive a SIGKILLed driver, and a rerun waits for them, see :func:`searnn.experi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
@@ -45,3 +47,18 @@ def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None] | None:
             os.kill(os.getpid(), sig)
 
     return preexec
+
+
+@contextlib.contextmanager
+def signal_handled(signum: int, handler: Any) -> Iterator[None]:
+    """Install ``handler`` (a function or ``signal.SIG_IGN``) for ``signum`` inside the block and restore the
+    previous one after it. A no-op where signals cannot be set (outside the main thread)."""
+    try:
+        previous = signal.signal(signum, handler)
+    except (ValueError, AttributeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)

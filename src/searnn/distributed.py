@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from searnn.children import signal_handled
 from searnn.data.batch import Batch
 from searnn.errors import SearnnError
 
@@ -151,15 +152,8 @@ def teardown() -> None:
 def sigterm_ignored() -> Iterator[None]:
     """Ignore SIGTERM inside the block (the checkpoint written after an interruption; torchrun sends its
     SIGTERM twice). A no-op outside the main thread."""
-    try:
-        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    except (ValueError, AttributeError):
+    with signal_handled(signal.SIGTERM, signal.SIG_IGN):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _collective(what: str, fn: Any, *args: Any) -> Any:

@@ -90,7 +90,7 @@ from typing import IO, Any
 import yaml
 
 from searnn import report
-from searnn.children import die_with_parent
+from searnn.children import die_with_parent, signal_handled
 from searnn.cliparse import CliParser
 from searnn.config import SECTIONS, RunConfig, build_config, read_text_file, read_yaml, yaml_error
 from searnn.errors import ConfigError, DataError, SearnnError
@@ -398,15 +398,8 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except (ValueError, AttributeError):  # not the main thread / no SIGTERM
+    with signal_handled(signal.SIGTERM, handler):
         yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _stop(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
