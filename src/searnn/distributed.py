@@ -137,10 +137,18 @@ def setup(device: torch.device) -> Context:
     return _current
 
 
-def teardown() -> None:
-    """Leave the process group (after the run, or when it failed)."""
+def teardown(synchronise: bool = True) -> None:
+    """Leave the process group (after the run, or when it failed).
+
+    ``synchronise``: first wait until every process has arrived here (after a run that ended normally).
+    Without it, a process that leaves while another still talks to the group's store (which rank 0 hosts)
+    can make that other process abort at exit ("terminate called without an active exception"), turning a
+    finished job into a failed one. After a failure the wait is skipped: a dead peer would never come."""
     global _current
     if dist.is_initialized():
+        if synchronise and current().world > 1:
+            with contextlib.suppress(DistributedError):
+                barrier("leaving the process group")
         try:
             dist.destroy_process_group()
         except (RuntimeError, ValueError):  # pragma: no cover - a broken group

@@ -501,6 +501,7 @@ def run(cfg: RunConfig) -> dict[str, Any]:
     ctx = distributed.env_context()
     if ctx.enabled:
         distributed.setup(resolve_device(distributed.device_for(cfg.train.device, ctx)))
+    ended_normally = False
     try:
         lock = ckpt.acquire_lock(Path(cfg.train.run_dir)) if ctx.is_main else None
         try:
@@ -508,11 +509,14 @@ def run(cfg: RunConfig) -> dict[str, Any]:
             finished = ckpt.finished_results(cfg, log)
             if finished is not None:
                 log(already_finished(Path(cfg.train.run_dir), finished))
+                ended_normally = True
                 return finished
-            return Trainer(cfg).fit()
+            results = Trainer(cfg).fit()
+            ended_normally = True
+            return results
         finally:
             if lock is not None:
                 ckpt.release_lock(lock)
     finally:
         if ctx.enabled:
-            distributed.teardown()
+            distributed.teardown(synchronise=ended_normally)
