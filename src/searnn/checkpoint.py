@@ -246,19 +246,27 @@ def finished_results(cfg: RunConfig, warn: Callable[[str], None]) -> dict[str, A
     return None
 
 
-def rng_state() -> dict[str, Any]:
+def capture_rng() -> tuple[Any, ...]:
+    """The generators' states as they are (cheap: no conversion), for :func:`rng_state` to convert later.
+    The training loop takes one before every batch, and converts it only if that batch is interrupted."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), random.getstate(), np.random.get_state(), cuda
+
+
+def rng_state(captured: tuple[Any, ...] | None = None) -> dict[str, Any]:
     """The torch (CPU and, when in use, CUDA), python and numpy RNG states as tensors and plain
-    lists/ints/floats (``weights_only`` safe)."""
-    version, internal, gauss = random.getstate()
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    lists/ints/floats (``weights_only`` safe): the current ones, or those of a :func:`capture_rng`."""
+    torch_state, python_state, numpy_state, cuda = captured if captured is not None else capture_rng()
+    version, internal, gauss = python_state
+    kind, keys, pos, has_gauss, cached = numpy_state
     state: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
+        "torch": torch_state,
         "python": {"version": int(version), "internal": [int(x) for x in internal], "gauss": gauss},
         "numpy": {"kind": str(kind), "keys": [int(x) for x in keys], "pos": int(pos),
                   "has_gauss": int(has_gauss), "cached": float(cached)},
     }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()  # dropout and sampling on the GPU draw from these
+    if cuda is not None:
+        state["cuda"] = cuda  # dropout and sampling on the GPU draw from these
     return state
 
 

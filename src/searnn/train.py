@@ -215,6 +215,11 @@ class Trainer:
             self.run_dir,
         )
 
+    def batch_rng_state(self) -> dict[str, Any] | None:
+        """The generator states the current batch started from (``None`` before the first batch)."""
+        captured = getattr(self, "batch_rng", None)
+        return ckpt.rng_state(captured) if captured is not None else None
+
     def load_last(self) -> None:
         """Resume from ``last.pt`` (or ``last.prev.pt`` when ``last.pt`` is unreadable, with a warning)."""
         data = ckpt.load_last(self.run_dir, self.device, log)
@@ -264,7 +269,7 @@ class Trainer:
                 distributed.seed_batch(t.seed, epoch, i, self.dist)
             # The states this batch starts from, saved instead of the current ones if it is interrupted. An
             # objective's state_dict holds counters and references to tensors it replaces, never mutates.
-            self.batch_rng = ckpt.rng_state()
+            self.batch_rng = ckpt.capture_rng()
             self.batch_objective = getattr(self.objective, "state_dict", dict)()
             where = f"epoch {epoch + 1}, batch {i + 1}"
             hint = f"objective {t.objective}, lr {self.optimizer.param_groups[0]['lr']:g}"
@@ -407,14 +412,14 @@ class Trainer:
                 # Ctrl-C / SIGTERM between or inside batches: keep every completed batch. The optimizer step
                 # and the loop position are updated together after each batch, so last.pt is consistent.
                 with distributed.sigterm_ignored():  # torchrun repeats its SIGTERM: let the save finish
-                    self.save_last(rng=getattr(self, "batch_rng", None),
+                    self.save_last(rng=self.batch_rng_state(),
                                    objective=getattr(self, "batch_objective", None))
                 log(f"interrupted at epoch {st.epoch + 1}, batch {st.batch}: saved {self.run_dir / ckpt.LAST}")
                 raise
             except distributed.DistributedError as e:
                 # another rank died: no optimizer step was taken on the failed batch, so last.pt is consistent
                 with distributed.sigterm_ignored():
-                    self.save_last(rng=getattr(self, "batch_rng", None),
+                    self.save_last(rng=self.batch_rng_state(),
                                    objective=getattr(self, "batch_objective", None))
                 raise distributed.DistributedError(f"{e}; saved {self.run_dir / ckpt.LAST} at epoch "
                                                    f"{st.epoch + 1}, batch {st.batch}: run the same command "
