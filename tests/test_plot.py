@@ -67,6 +67,26 @@ def test_plot_command_writes_a_png(runs, tmp_path, capsys):
     assert w1 < width
 
 
+def test_seed_band_draws_every_seed_under_the_mean(runs, tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    drawn: list[list[float]] = []
+    original = matplotlib.axes.Axes.plot
+
+    def spy(self, *args, **kwargs):
+        drawn.append([float(v) for v in args[1]])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    assert cli(["plot", str(runs), "--out", str(tmp_path / "s.png"), "--x", "epoch", "--band", "seeds"]) == 0
+    # per row: the mean, then each seed's own values (5 runs, 2 rows)
+    assert len(drawn) == 2 + 5
+    assert [40.0, 30.0, 25.0, 22.0, 21.0, 20.0] in drawn and [39.0, 31.0, 26.0, 23.0] in drawn
+    drawn.clear()
+    assert cli(["plot", str(runs), "--out", str(tmp_path / "m.png"), "--x", "epoch"]) == 0
+    assert len(drawn) == 2  # the default band shades the spread: means only
+
+
 def test_duplicate_epoch_records_keep_the_last(tmp_path):
     run = fake_curve_run(tmp_path / "r", "mle", [40, 30], 1.0)
     with (run / "metrics.jsonl").open("a") as f:  # epoch 2 logged again after a resume

@@ -4,7 +4,8 @@ Each argument is a run directory (holding ``metrics.jsonl``, finished or not) or
 directories (e.g. a grid's out dir), searched recursively. Runs are grouped as in ``searnn report``
 (``--group-by row`` or ``objective``; never across tasks or metrics). Each group is drawn as one line, the
 mean over its seeds, with the spread of the seeds shaded (``--band minmax``, default: the lowest and highest
-seed; ``--band std``: mean ± sample std). At epoch *e* the statistics are over the seeds that reached *e*
+seed; ``--band std``: mean ± sample std; ``--band seeds``: every seed's own curve, thin, under the mean).
+At epoch *e* the statistics are over the seeds that reached *e*
 (runs may stop early).
 
 Panels: ``--x epoch`` (metric after each epoch), ``--x time`` (against the cumulative *training* wall
@@ -28,7 +29,7 @@ from searnn.cliparse import CliParser
 from searnn.errors import DataError, SearnnError
 
 X_MODES = ("both", "epoch", "time")
-BANDS = ("minmax", "std")
+BANDS = ("minmax", "std", "seeds")
 
 
 @dataclass
@@ -178,7 +179,8 @@ def plot_groups(groups: Sequence[CurveGroup], out: str | Path, x: str = "both", 
     n_rows, n_cols = len(panels), len(modes)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(6.4 * n_cols, 4.4 * n_rows), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
-    band_text = "min–max over seeds" if band == "minmax" else "± std over seeds"
+    band_text = {"minmax": "shaded: min–max over seeds", "std": "shaded: ± std over seeds",
+                 "seeds": "thin: each seed"}[band]
     for r, ((task, metric), members) in enumerate(panels.items()):
         summaries = [g.summary(band) for g in members]
         max_secs = max((s for summ in summaries for s in summ["seconds"] if math.isfinite(s)), default=0.0)
@@ -194,7 +196,12 @@ def plot_groups(groups: Sequence[CurveGroup], out: str | Path, x: str = "both", 
                 marker = "o" if len(xs) <= 30 else None
                 ax.plot(xs, summ["mean"], color=color, marker=marker, markersize=3.5, linewidth=1.8,
                         label=f"{g.label} (n={len(g.curves)})")
-                if len(g.curves) > 1:
+                if band == "seeds":
+                    for curve in g.curves:
+                        cx = [float(e) for e in curve.epochs] if mode == "epoch" else [
+                            t / scale for t in curve.seconds]
+                        ax.plot(cx, curve.values, color=color, linewidth=0.8, alpha=0.45)
+                elif len(g.curves) > 1:
                     ax.fill_between(xs, summ["low"], summ["high"], color=color, alpha=0.2, linewidth=0)
             ax.set_xlabel("epoch" if mode == "epoch" else f"training time ({unit}, evaluation excluded)")
             ax.set_ylabel(f"valid {metric} ({'lower' if lower else 'higher'} is better)")
@@ -205,7 +212,7 @@ def plot_groups(groups: Sequence[CurveGroup], out: str | Path, x: str = "both", 
                 ax.set_yscale("log")
             if mode == "epoch":
                 ax.xaxis.get_major_locator().set_params(integer=True)
-            ax.legend(fontsize=8, loc="best", title=f"mean, shaded: {band_text}", title_fontsize=8)
+            ax.legend(fontsize=8, loc="best", title=f"mean, {band_text}", title_fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -225,7 +232,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output PNG file")
     parser.add_argument("--x", choices=X_MODES, default="both", help="x axis: epoch, time, or both panels (default)")
     parser.add_argument("--group-by", choices=report.GROUP_BY, default="row", help="one line per row or objective")
-    parser.add_argument("--band", choices=BANDS, default="minmax", help="seed spread: min-max (default) or ± std")
+    parser.add_argument("--band", choices=BANDS, default="minmax", help="seed spread: min-max (default), ± std, or every seed's curve")
     parser.add_argument("--title", default=None, help="figure title")
     parser.add_argument("--log-y", action="store_true", help="logarithmic metric axis")
     args = parser.parse_args(argv)

@@ -450,6 +450,71 @@ TABLE_NOTE = (
 )
 
 
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _format_p(p: float) -> str:
+    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
+
+
+def stats_table(groups: Sequence[Group], which: str = "test") -> str:
+    """Per-row spread of the ``which`` metric over seeds: n, mean ± std, median, min-max, and the seeds' values."""
+    from searnn.significance import summary
+
+    lines = [f"| row | metric | n | {which} mean ± std | median | range | per seed |",
+             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    for g in groups:
+        values = g.stat(which).values
+        if not values:
+            continue
+        s = summary(values)
+        seeds = ", ".join(f"{r.seed}: {getattr(r, which):.2f}" for r in g.runs if getattr(r, which) is not None)
+        lines.append(f"| {g.label} | {g.metric} {'↓' if g.lower_is_better else '↑'} | {s.n} | "
+                     f"{format_mean_std(g.stat(which))} | {s.median:.2f} | {s.low:.2f}–{s.high:.2f} | {seeds} |")
+    return "\n".join(lines)
+
+
+def tests_table(groups: Sequence[Group], against: Sequence[str], which: str = "test") -> tuple[str, list[dict]]:
+    """Every row against each ``against`` row of the same task and metric: difference of means, Welch's t-test
+    and a bootstrap 95% interval and p-value (:mod:`searnn.significance`). Returns the markdown and the
+    JSON form."""
+    from searnn.significance import bootstrap, welch
+
+    by_label = {g.label: g for g in groups}
+    unknown = [a for a in against if a not in by_label]
+    if unknown:
+        raise SearnnError(f"--test-against {unknown[0]!r}: no such row; rows: {', '.join(by_label)}")
+    lines = [f"| row | against | {which} difference | Welch t (df) | Welch p | bootstrap 95% interval | bootstrap p |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    records = []
+    for name in against:
+        ref = by_label[name]
+        b = ref.stat(which).values
+        for g in groups:
+            if g is ref or (g.task, g.metric) != (ref.task, ref.metric):
+                continue
+            a = g.stat(which).values
+            w, bs = welch(a, b), bootstrap(a, b)
+            if bs is None:
+                continue
+            record = {"row": g.label, "against": name, "metric": g.metric, "split": which, "diff": bs.diff,
+                      "welch": None if w is None else {"t": w.t, "df": w.df, "p": w.p},
+                      "bootstrap": {"low": bs.low, "high": bs.high, "p": bs.p, "resamples": bs.resamples}}
+            records.append(record)
+            welch_cells = ["—", "—"] if w is None else [f"{w.t:.2f} ({w.df:.1f})", _format_p(w.p)]
+            lines.append(f"| {g.label} | {name} | {bs.diff:+.2f} | " + " | ".join(welch_cells)
+                         + f" | [{bs.low:+.2f}, {bs.high:+.2f}] | {_format_p(bs.p)} |")
+    return "\n".join(lines), records
+
+
+TESTS_NOTE = (
+    "difference: mean of the row minus mean of the row it is tested against; Welch: unequal-variance t-test, "
+    "two-sided; bootstrap: 10,000 resamples of each row's seeds (interval: percentile; p: resampled under equal "
+    "means), generator seed 0."
+)
+
+
 def run_versions(data: dict[str, Any]) -> tuple[str, ...]:
     """The code versions of a run's ``results.json``: those of its training epochs (``trained_with``) and the
     one that evaluated it (``code``), each as :func:`searnn.provenance.short_version`."""
@@ -519,7 +584,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", default=None, help="also write the table to FILE (.md) or the JSON form (.json)")
     parser.add_argument("--force", action="store_true",
                         help="group runs whose options differ in more than the seed (refused by default)")
+    parser.add_argument("--stats", action="store_true",
+                        help="also print each row's test spread over seeds: median, range, every seed's value")
+    parser.add_argument("--test-against", action="append", default=[], metavar="ROW",
+                        help="also test every row of the same task against ROW (Welch's t-test and a "
+                        "bootstrap of the difference of test means); repeatable")
+    parser.add_argument("--against", default=None, metavar="HEADLINES.json",
+                        help="check the runs against the stated figures of a headlines file (see "
+                        "searnn.headlines): print stated, today's and whether today's lies within the stated "
+                        "spread; exit status 1 when one does not")
     args = parser.parse_args(argv)
+    if args.against:
+        from searnn.headlines import check_main
+
+        return check_main(args.against, args.paths)
     runs = [load_result(d) for d in find_run_dirs(args.paths)]
     groups = group_runs(runs, args.group_by)
     if not args.force:
@@ -531,10 +609,16 @@ def main(argv: list[str]) -> int:
     text = table + "\n\n" + TABLE_NOTE + "\n\n" + versions_note(groups)
     if len({v for g in groups for r in g.runs for v in r.versions}) > 1:
         print(versions_note(groups), file=sys.stderr)
+    extra: dict[str, Any] = {}
+    if args.stats:
+        text += "\n\n" + stats_table(groups)
+    if args.test_against:
+        tests, extra["tests"] = tests_table(groups, args.test_against)
+        text += "\n\n" + tests + "\n\n" + TESTS_NOTE
     if pending:
         text += f"\n\n{len(pending)} unfinished run(s) left out: " + ", ".join(str(p) for p in pending)
     print(text)
     if args.out:
-        data = report_json(groups, args.group_by, unfinished=[str(p) for p in pending])
+        data = report_json(groups, args.group_by, unfinished=[str(p) for p in pending], **extra)
         write_output(args.out, text, data)
     return 0
