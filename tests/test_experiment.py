@@ -643,3 +643,10 @@ def test_a_run_warm_starting_from_another_row_waits_for_it(tmp_path, monkeypatch
                                                          "finetune/seed2"]
         assert any("not started: its warm start base/seed1 failed" in f.reason for f in failures)
         assert not (out / "finetune" / "seed1" / "train.log").exists()
+
+
+@pytest.mark.parametrize("grid_file", sorted((REPO / "configs" / "experiments").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_grid_loads(grid_file):
+    grid = experiment.load_grid(grid_file)  # every row's options are validated as `searnn train` would
+    assert grid.rows and grid.name == grid_file.stem
