@@ -22,10 +22,26 @@ the state (``step`` passes it on to the next state, so a whole roll-out pays for
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+
+_STATIC_LAYOUTS = [False]
+
+
+@contextmanager
+def static_layouts() -> Iterator[None]:
+    """Inside this context, states without a layout attend with the ``gather`` layout, whose shapes are known
+    on the host (:meth:`RowLayout.build` reads row counts from the device: a host synchronisation on CUDA).
+    Used by SeaRNN's static-shape search (:mod:`searnn.search.static`)."""
+    before = _STATIC_LAYOUTS[0]
+    _STATIC_LAYOUTS[0] = True
+    try:
+        yield
+    finally:
+        _STATIC_LAYOUTS[0] = before
 
 
 @dataclass
@@ -196,5 +212,8 @@ class DecoderState:
     def get_layout(self, num_examples: int) -> RowLayout:
         """The cached :class:`RowLayout` of this state's rows (built on first use)."""
         if self.layout is None or self.layout.num_examples != num_examples:
-            self.layout = RowLayout.build(self.batch_idx, num_examples)
+            if _STATIC_LAYOUTS[0]:
+                self.layout = RowLayout("gather", num_examples)
+            else:
+                self.layout = RowLayout.build(self.batch_idx, num_examples)
         return self.layout
