@@ -90,11 +90,14 @@ class SyncEvent:
     where: str
 
 
+_THIS_FILE = __file__.replace("\\", "/")
+
+
 def _caller() -> str:
     """The innermost frame outside torch and this module, as ``file:line``."""
     for frame in reversed(traceback.extract_stack()):
         name = frame.filename.replace("\\", "/")
-        if "/torch/" in name or name.endswith("syncguard.py"):
+        if "/torch/" in name or name == _THIS_FILE:
             continue
         return f"{name}:{frame.lineno}"
     return "?"
