@@ -213,3 +213,36 @@ def test_compact_columns_of_the_static_search_give_the_dynamic_losses(loss) -> N
     t = per_cell[0].shape[1]
     assert torch.allclose(per_cell[1][:, :t], per_cell[0], atol=1e-6)
     assert not per_cell[1][:, t:].any()
+
+
+# ----------------------------------------------------------------------------------- host lengths
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_encoder_packing_from_host_lengths_equals_the_default(cell) -> None:
+    from searnn.models import ModelConfig, Seq2Seq
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(emb_dim=6, hidden=8, tgt_emb_dim=5, cell=cell, enc_layers=2, bidirectional=True,
+                      attention="additive")
+    model = Seq2Seq(cfg, [9], None, 10).eval()
+    src = torch.randint(4, 9, (5, 7, 1))
+    src_len = torch.tensor([3, 7, 1, 7, 5])  # ties and an unsorted order
+    plain = model.encode(src, src_len)
+    host = model.encode(src, src_len, host_len=src_len.clone())
+    for name in ("memory", "h_final", "keys"):
+        assert torch.equal(getattr(plain, name), getattr(host, name)), name
+    if cell == "lstm":
+        assert torch.equal(plain.c_final, host.c_final)
+
+
+def test_batches_carry_their_lengths_on_the_host() -> None:
+    from searnn.api import make_batch
+    from searnn.distributed import Context, shard_batch
+
+    _, batch, _, _ = engine_tests.make_case("edit", batch_size=5)
+    assert torch.equal(batch.src_len_host, batch.src_len) and batch.src_len_host is not batch.src_len
+    moved = batch.to("cpu")
+    assert moved.src_len_host is batch.src_len_host  # never moved to a device
+    shard = shard_batch(batch, Context(rank=1, world=2))
+    assert shard is not None and torch.equal(shard.src_len_host, shard.src_len)
+    user = make_batch(batch.src, batch.src_len, batch.tgt[:, :-1], batch.tgt_len - 1)
+    assert torch.equal(user.src_len_host, batch.src_len)
