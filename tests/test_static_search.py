@@ -61,6 +61,22 @@ def test_static_search_gives_the_dynamic_costs(cost_name, policies, tokens) -> N
     assert_same_costs(dynamic, static)
 
 
+@pytest.mark.parametrize("cost_name", ["hamming", "edit", "bleu"])
+@pytest.mark.parametrize("horizon", [1, 2])
+def test_rollout_horizon_gives_the_dynamic_costs(cost_name, horizon) -> None:
+    dynamic, static = run_both(cost_name, rollin="learned", rollout="learned", rollout_horizon=horizon)
+    assert_same_costs(dynamic, static)
+    assert float(static.stats["rollouts_cut"]) == dynamic.stats["rollouts_cut"] > 0
+
+
+@pytest.mark.parametrize("sampler", ["uniform", "policy", "biased"])
+def test_sampled_tokens_with_a_reference_rollin_are_the_same_draws(sampler) -> None:
+    # a reference roll-in has the same width in both engines: the same Gumbel noise, the same tokens
+    dynamic, static = run_both("edit", rollin="reference", rollout="learned", sample_tokens=sampler, num_tokens=2,
+                               gt_neighbors=1)
+    assert_same_costs(dynamic, static)
+
+
 @pytest.mark.parametrize("cost_name", ["hamming", "edit"])
 def test_num_cells_subsampling_picks_the_same_cells(cost_name) -> None:
     # a reference roll-in has T cells in both engines: the same draws pick the same cells
@@ -140,7 +156,8 @@ def test_host_cap_is_the_device_cap(ref_tokens, fixed) -> None:
     dict(),  # learned roll-in, mixed roll-out, every token
     dict(sample_tokens="topk", num_tokens=2, rollin="mixed"),
     dict(rollin="mixed-cell", rollout="reference", num_cells=1, sample_tokens="policy", num_tokens=2),
-], ids=["default", "topk-mixed", "mixed-cell"])
+    dict(rollout="learned", rollout_horizon=2, gt_neighbors=1, sample_tokens="biased", num_tokens=2),
+], ids=["default", "topk-mixed", "mixed-cell", "horizon"])
 def test_static_search_makes_no_host_synchronisation(cost_name, options) -> None:
     model, batch, cost, fixed = engine_tests.make_case(cost_name, batch_size=5)
     search(model, batch, cost, fixed, SearchOptions(static_shapes="on", **options))  # warm-up, as on a GPU
@@ -190,9 +207,8 @@ def test_static_shapes_option_is_checked() -> None:
         SearnnConfig(static_shapes="yes")
     with pytest.raises(ConfigError, match="--static-shapes on does not support --rollout-vocab shortlist"):
         SearnnConfig(static_shapes="on", rollout_vocab="shortlist")
-    with pytest.raises(ConfigError, match="--rollout-horizon"):
-        SearnnConfig(static_shapes="on", rollout_horizon=2)
-    SearnnConfig(static_shapes="auto", rollout_horizon=2)  # auto keeps the dynamic engine for it
+    SearnnConfig(static_shapes="auto", rollout_vocab="shortlist")  # auto keeps the dynamic engine for it
+    assert not use_static(SearchOptions(static_shapes="auto", rollout_vocab="shortlist"), torch.nn.Linear(1, 1))
 
 
 @pytest.mark.parametrize("loss", ["kl", "ll", "hinge"])

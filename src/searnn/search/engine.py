@@ -108,8 +108,6 @@ def static_unsupported(opts: SearchOptions) -> str:
     """The option the static-shape search does not support in ``opts`` (as typed on the command line), or ''."""
     if opts.rollout_vocab != "full":
         return "--rollout-vocab shortlist"
-    if opts.rollout_horizon > 0:
-        return "--rollout-horizon"
     return ""
 
 

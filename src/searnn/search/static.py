@@ -27,8 +27,9 @@ depend on tensor shapes, so with sampling they differ from the dynamic search's 
 
 Stats are 0-d tensors (the caller converts them after the step); the timings of the dynamic search
 (``rollout_s``, ``cost_s``, ``rollouts_per_s``) are not measured here (they would need a synchronisation).
-Not supported: ``rollout_vocab='shortlist'`` and ``rollout_horizon > 0`` (a ``ConfigError`` with
-``static_shapes='on'``; ``'auto'`` keeps the dynamic search for them).
+Not supported: ``rollout_vocab='shortlist'`` (its vocabulary size depends on the batch; a ``ConfigError``
+with ``static_shapes='on'``; ``'auto'`` keeps the dynamic search for it). ``rollout_horizon`` is: learned
+rows decode at most H steps, and those still going are completed by the oracle.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def static_search(
         with torch.no_grad():
             with region("rollout"):
                 comp, counts = complete_static(
-                    model, rollin, cand, cap, cap_max, batch.tgt, ref_len, cost, fixed_length, opts.rollout_batch_size
+                    model, rollin, cand, cap, cap_max, batch.tgt, ref_len, cost, fixed_length, opts.rollout_batch_size,
+                    horizon=opts.rollout_horizon,
                 )
             with region("cost"):
                 width = max(comp.seq.shape[1], t_cells)
@@ -174,6 +176,8 @@ def static_search(
         "tokens_per_cell": rolled.float() / num_cells.float().clamp(min=1.0),
         "rollin_ref_prob": float(p_in),
     }
+    if opts.rollout_horizon > 0:
+        stats["rollouts_cut"] = counts["cut"].float()
     return SearchResult(
         rollin=rollin,
         costs=costs,
@@ -197,12 +201,14 @@ def complete_static(
     oracle: Cost,
     fixed_length: bool,
     chunk_size: int = 1024,
+    horizon: int = 0,
 ) -> tuple[Completions, dict[str, torch.Tensor]]:
     """Complete every row of ``cand`` (:func:`searnn.search.rollout.complete` on the padded layout).
 
-    cap: ``(B,)`` long most tokens of an output; cap_max: a host bound of ``cap``. Returns the completions
-    (``num_learned`` / ``num_reference`` / ``num_reused`` count rows as ints on the host: the padded row count
-    and 0; the device counts are in the dict: ``learned``, ``reference``, ``reused``, 0-d long tensors).
+    cap: ``(B,)`` long most tokens of an output; cap_max: a host bound of ``cap``; horizon: most tokens decoded
+    per learned roll-out before the oracle completes it (0 = to the end). Returns the completions
+    (``num_learned`` / ``num_reference`` count rows as ints on the host: the padded row count; the device
+    counts are in the dict: ``learned``, ``reference``, ``reused``, ``cut``, 0-d long tensors).
     """
     valid = cand.valid if cand.valid is not None else torch.ones_like(cand.learned)
     cap_n = cap.index_select(0, cand.b)  # (N,)
@@ -216,17 +222,27 @@ def complete_static(
     length = rollin.cells.index_select(0, cand.b) - 1  # the roll-in's tokens, without its EOS
     own_seq = pad_to(rollin.tokens.index_select(0, cand.b), width, PAD_ID)
     own_seq = torch.where(pos < length[:, None], own_seq, torch.full_like(own_seq, PAD_ID))
+    cut = torch.zeros_like(reuse)
+    if horizon > 0:  # as a decoded roll-out: keep H tokens after the candidate when the budget allows more
+        stop = cand.t + 1 + horizon
+        over = reuse & (length >= stop) & (cap_n > stop)
+        length = torch.where(over, stop, length)
+        own_seq = torch.where(pos < length[:, None], own_seq, torch.full_like(own_seq, PAD_ID))
+        cut = over
     seq = torch.where(reuse[:, None], own_seq, seq)
     seq_len = torch.where(reuse, length, seq_len)
     decode = grows & cand.learned & ~reuse
     steps = max(cap_max - 1, 0)  # the longest continuation: a candidate at cell 0 of the longest output
+    if horizon > 0:
+        steps = min(steps, horizon)
     n = len(cand)
     decoder_steps = decoder_calls = 0
     if steps > 0 and n > 0 and rollin.states is not None:  # no states: reference roll-outs only
         with region("learned"):
-            decoder_steps, decoder_calls = _learned(
-                model, rollin, cand, cap_n, decode, seq, seq_len, fixed_length, chunk_size, steps
+            decoder_steps, decoder_calls, stopped = _learned(
+                model, rollin, cand, cap_n, decode, seq, seq_len, fixed_length, chunk_size, steps, horizon
             )
+            cut = cut | stopped
     with region("reference"):
         b_rows = cand.b
         out, out_len = oracle.complete(seq, seq_len, ref.index_select(0, b_rows), ref_len.index_select(0, b_rows),
@@ -234,9 +250,10 @@ def complete_static(
         if out.shape[1] > seq.shape[1]:
             seq = pad_to(seq, out.shape[1], PAD_ID)
         out = pad_to(out, seq.shape[1], PAD_ID)
-        seq = torch.where(reference_rows[:, None], out, seq)
-        seq_len = torch.where(reference_rows, out_len, seq_len)
-    counts = {"learned": decode.sum(), "reference": reference_rows.sum(), "reused": reuse.sum()}
+        completed = reference_rows | cut  # the reference roll-outs and the learned ones cut at the horizon
+        seq = torch.where(completed[:, None], out, seq)
+        seq_len = torch.where(completed, out_len, seq_len)
+    counts = {"learned": decode.sum(), "reference": reference_rows.sum(), "reused": reuse.sum(), "cut": cut.sum()}
     return Completions(seq, seq_len, n, n, decoder_steps, decoder_calls, 0, 0), counts
 
 
@@ -251,15 +268,19 @@ def _learned(
     fixed_length: bool,
     chunk_size: int,
     steps: int,
-) -> tuple[int, int]:
+    horizon: int = 0,
+) -> tuple[int, int, torch.Tensor]:
     """Greedy continuations of the rows ``decode (N,)`` bool, written into ``seq`` / ``seq_len`` in place, by
-    chunks of ``chunk_size`` rows that all run ``steps`` decoder steps. Returns the decoder row-steps and calls
-    (host counts of the padded work)."""
+    chunks of ``chunk_size`` rows that all run ``steps`` decoder steps (at most ``horizon`` tokens per row when
+    > 0). Returns the decoder row-steps and calls (host counts of the padded work) and ``(N,)`` bool, the rows
+    still going at the horizon with budget left (the caller completes them)."""
     if rollin.states is None:
         raise ValueError("learned roll-outs need the roll-in states (roll_in(..., need_states=True))")
     b_size = rollin.tokens.shape[0]
     start = cand.t + 1
-    budget = torch.where(decode, cap_n - start, torch.zeros_like(start))  # (N,) 0 = nothing to decode
+    full = torch.where(decode, cap_n - start, torch.zeros_like(start))  # (N,) 0 = nothing to decode
+    budget = full.clamp(max=horizon) if horizon > 0 else full
+    stopped = torch.zeros_like(decode)
     state_rows = cand.t * b_size + cand.b
     n = len(cand)
     was_training = model.training
@@ -275,11 +296,13 @@ def _learned(
             )
             _write_masked(seq[sl], start[sl], tokens, lengths)
             seq_len[sl] = torch.where(decode[sl], start[sl] + lengths, seq_len[sl])
+            if horizon > 0:
+                stopped[sl] = decode[sl] & (lengths == budget[sl]) & (budget[sl] < full[sl])
             row_steps += int(tokens.shape[0]) * steps
             calls += steps
     finally:
         model.train(was_training)
-    return row_steps, calls
+    return row_steps, calls, stopped
 
 
 def _write_masked(seq: torch.Tensor, start: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
