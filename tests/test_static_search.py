@@ -262,3 +262,18 @@ def test_batches_carry_their_lengths_on_the_host() -> None:
     assert shard is not None and torch.equal(shard.src_len_host, shard.src_len)
     user = make_batch(batch.src, batch.src_len, batch.tgt[:, :-1], batch.tgt_len - 1)
     assert torch.equal(user.src_len_host, batch.src_len)
+
+
+def test_a_run_trains_with_static_shapes_and_resumes_with_another_engine(tmp_path) -> None:
+    from searnn.checkpoint import config_differences
+    from searnn.train import Trainer
+
+    values = {"task": "ocr", "limit_train": 16, "limit_valid": 8, "epochs": 1, "batch_size": 8, "progress": False,
+              "checkpoint_minutes": 0.0, "objective": "searnn", "sample_tokens": "topk", "run_dir": str(tmp_path)}
+    trainer = Trainer(build_config({**values, "static_shapes": "on"}))
+    trainer.train_epoch(0)
+    sums = trainer.state.sums
+    assert sums["log:rollouts"] > 0 and "log:rollout_s" not in sums  # device counters, read after each step
+    # the engine follows the device (auto), so it may change when a run resumes
+    assert config_differences(build_config({**values, "static_shapes": "on"}),
+                              build_config({**values, "static_shapes": "off"})) == []
