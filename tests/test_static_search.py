@@ -277,3 +277,20 @@ def test_a_run_trains_with_static_shapes_and_resumes_with_another_engine(tmp_pat
     # the engine follows the device (auto), so it may change when a run resumes
     assert config_differences(build_config({**values, "static_shapes": "on"}),
                               build_config({**values, "static_shapes": "off"})) == []
+
+
+# ----------------------------------------------------------------------------------------- Transformer
+@pytest.mark.parametrize("cost_name", ["hamming", "bleu"])
+def test_transformer_static_search_is_sync_free_and_gives_the_dynamic_costs(cost_name) -> None:
+    import test_transformer
+
+    model, batch, cost, fixed = test_transformer.transformer_case(cost_name)
+    results = []
+    for mode in ("off", "on"):
+        torch.manual_seed(0)
+        results.append(search(model, batch, cost, fixed, SearchOptions(rollin="learned", rollout="learned",
+                                                                       static_shapes=mode)))
+    assert_same_costs(*results)
+    with SyncGuard() as guard:
+        search(model, batch, cost, fixed, SearchOptions(static_shapes="on", sample_tokens="topk", num_tokens=2))
+    assert not guard.events, guard.report()

@@ -44,6 +44,18 @@ def static_layouts() -> Iterator[None]:
         _STATIC_LAYOUTS[0] = before
 
 
+def static_shapes_active() -> bool:
+    """Whether the caller runs inside :func:`static_layouts` (models then avoid reading device values)."""
+    return _STATIC_LAYOUTS[0]
+
+
+def row_layout(batch_idx: torch.Tensor, num_examples: int) -> RowLayout:
+    """:meth:`RowLayout.build`, or the ``gather`` layout inside :func:`static_layouts` (no device read)."""
+    if _STATIC_LAYOUTS[0]:
+        return RowLayout("gather", num_examples)
+    return RowLayout.build(batch_idx, num_examples)
+
+
 @dataclass
 class Encoded:
     """Encoder output for a batch of B source sequences.
@@ -212,8 +224,5 @@ class DecoderState:
     def get_layout(self, num_examples: int) -> RowLayout:
         """The cached :class:`RowLayout` of this state's rows (built on first use)."""
         if self.layout is None or self.layout.num_examples != num_examples:
-            if _STATIC_LAYOUTS[0]:
-                self.layout = RowLayout("gather", num_examples)
-            else:
-                self.layout = RowLayout.build(self.batch_idx, num_examples)
+            self.layout = row_layout(self.batch_idx, num_examples)
         return self.layout

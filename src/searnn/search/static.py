@@ -120,6 +120,9 @@ def static_search(
     ref_len = batch.tgt_len - 1
     cap = output_cap(ref_len, fixed_length, opts.max_len_ratio, opts.max_len_extra)
     cap_max = host_cap(t_ref - 1, fixed_length, opts.max_len_ratio, opts.max_len_extra)
+    reserve = getattr(model, "reserve_positions", None)  # models with a position table (the Transformer)
+    if reserve is not None:
+        reserve(max(cap_max + 2, t_ref + 1, batch.src.shape[1] + 1))
     with static_layouts():
         with region("rollin"):
             rollin = roll_in(
