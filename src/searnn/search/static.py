@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -89,7 +90,7 @@ def dense_candidates(chosen: torch.Tensor, slots: int) -> tuple[torch.Tensor, to
     return tokens, vals < v
 
 
-def _encoder(model: torch.nn.Module, batch: Batch):  # noqa: ANN202 (a closure)
+def _encoder(model: torch.nn.Module, batch: Batch) -> Callable[[], Encoded]:
     """``encode()`` for the roll-in: with the batch's host lengths for a :class:`Seq2Seq` (no copy to the host)."""
     if isinstance(model, Seq2Seq) and batch.src_len_host is not None:
         host = batch.src_len_host
