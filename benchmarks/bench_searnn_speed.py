@@ -27,7 +27,9 @@ step (embedding, the same GRU layer, output projection, argmax) at the same mean
 objectives take turns batch by batch, so that a drifting machine load weighs on all alike.
 
 Usage: ``python benchmarks/bench_searnn_speed.py [--task ocr|translation|large] [--batches 30] [--threads 1]
-[--device cpu] [--pretrain 0] [--profile]``.
+[--device cpu] [--pretrain 0] [--profile] [--static-shapes off|on]``. ``--static-shapes on`` also times the
+static-shape search engine (the CUDA default, :mod:`searnn.search.static`) on the same settings; the other
+SeaRNN runs use the dynamic engine on every device.
 Timings on shared machines drift; the ratios are the meaningful numbers.
 """
 
@@ -59,6 +61,8 @@ from searnn.objectives.searnn import SearnnConfig, SearnnObjective
 from searnn.profiling import profiling, region
 
 PLAIN = "SeaRNN full, plain steps"
+STATIC = "static: "
+"""Name prefix of the runs of the static-shape search engine (``--static-shapes on``)."""
 STEP_CONTEXT = contextlib.nullcontext  # --precision: autocast around each objective call (set in main)
 
 
@@ -239,25 +243,44 @@ def pretrain(model: Seq2Seq, objective: MleObjective, batches: list[Batch], step
     return loss
 
 
-def runs_for(task_name: str, task: TaskData, shortlist: int, horizon: int = 0) -> tuple[dict, dict[str, Callable]]:
-    """The objectives timed for ``task_name`` and the model patches of some of them."""
+def runs_for(
+    task_name: str, task: TaskData, shortlist: int, horizon: int = 0, static: bool = False
+) -> tuple[dict, dict[str, Callable]]:
+    """The objectives timed for ``task_name`` and the model patches of some of them. The SeaRNN runs use the
+    dynamic search engine (``static_shapes='off'``, also on CUDA); ``static`` adds the same settings with the
+    static-shape engine (:mod:`searnn.search.static`), to compare the two engines."""
+    dyn = {"static_shapes": "off"}
     if task_name == "ocr":
-        return {
+        runs: dict = {
             "MLE": MleObjective(MleConfig(), task),
-            "SeaRNN full (KL, all tokens)": SearnnObjective(SearnnConfig(), task),
-            "SeaRNN full, PAD/BOS dropped": SearnnObjective(SearnnConfig(special_tokens="drop"), task),
-            "SeaRNN sampled (KL, top-k 5)": SearnnObjective(SearnnConfig(sample_tokens="topk", num_tokens=5), task),
-            PLAIN: SearnnObjective(SearnnConfig(), task),
-        }, {PLAIN: plain_steps}
-    runs: dict = {"MLE": MleObjective(MleConfig(), task)}
+            "SeaRNN full (KL, all tokens)": SearnnObjective(SearnnConfig(**dyn), task),
+            "SeaRNN full, PAD/BOS dropped": SearnnObjective(SearnnConfig(special_tokens="drop", **dyn), task),
+            "SeaRNN sampled (KL, top-k 5)": SearnnObjective(
+                SearnnConfig(sample_tokens="topk", num_tokens=5, **dyn), task
+            ),
+        }
+        if static:
+            runs[STATIC + "SeaRNN full (KL, all tokens)"] = SearnnObjective(SearnnConfig(static_shapes="on"), task)
+            runs[STATIC + "SeaRNN sampled (KL, top-k 5)"] = SearnnObjective(
+                SearnnConfig(sample_tokens="topk", num_tokens=5, static_shapes="on"), task
+            )
+        runs[PLAIN] = SearnnObjective(SearnnConfig(**dyn), task)
+        return runs, {PLAIN: plain_steps}
+    runs = {"MLE": MleObjective(MleConfig(), task)}
     if task_name == "translation":
-        runs["SeaRNN s9 full vocabulary"] = SearnnObjective(SearnnConfig(**SECTION9), task)
+        runs["SeaRNN s9 full vocabulary"] = SearnnObjective(SearnnConfig(**SECTION9, **dyn), task)
+        if static:
+            runs[STATIC + "SeaRNN s9 full vocabulary"] = SearnnObjective(
+                SearnnConfig(**SECTION9, static_shapes="on"), task
+            )
     runs["SeaRNN s9 shortlist"] = SearnnObjective(
-        SearnnConfig(**SECTION9, rollout_vocab="shortlist", shortlist_size=shortlist), task
+        SearnnConfig(**SECTION9, rollout_vocab="shortlist", shortlist_size=shortlist, **dyn), task
     )
     if horizon > 0:
         runs[f"SeaRNN s9 shortlist, horizon {horizon}"] = SearnnObjective(
-            SearnnConfig(**SECTION9, rollout_vocab="shortlist", shortlist_size=shortlist, rollout_horizon=horizon),
+            SearnnConfig(
+                **SECTION9, rollout_vocab="shortlist", shortlist_size=shortlist, rollout_horizon=horizon, **dyn
+            ),
             task,
         )
     return runs, {}
@@ -322,6 +345,10 @@ def main() -> None:
         "there after --pretrain (so that several runs share one pre-trained model)"
     )
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="autocast dtype")
+    parser.add_argument(
+        "--static-shapes", default="off", choices=["off", "on"],
+        help="on: also time the static-shape search engine (the CUDA default) on the same settings",
+    )
     args = parser.parse_args()
     global STEP_CONTEXT
     STEP_CONTEXT = functools.partial(precision.autocast, args.precision, torch.device(args.device))
@@ -361,7 +388,7 @@ def main() -> None:
         if args.model_file:
             atomic_save({"model": model.state_dict()}, Path(args.model_file))
 
-    runs, patches = runs_for(args.task, task, args.shortlist_size, args.horizon)
+    runs, patches = runs_for(args.task, task, args.shortlist_size, args.horizon, static=args.static_shapes == "on")
     results = time_objectives(runs, model, batches, warmup=args.warmup, patches=patches, profile=args.profile)
 
     mle_s = results["MLE"][0]
@@ -394,6 +421,8 @@ def main() -> None:
         f"{'bare table':>12s} {'ratio':>7s}"
     )
     for name, (_, logs, _) in list(results.items())[1:]:
+        if "rollout_s" not in logs:  # the static engine does not time its roll-outs (no synchronisation)
+            continue
         steps, calls, secs = logs["rollout_steps"], logs["rollout_calls"], logs["rollout_s"]
         rows = max(int(round(steps / max(calls, 1))), 1)
         engine = steps / max(secs, 1e-9)
@@ -412,6 +441,8 @@ def main() -> None:
         "argmax at a fixed batch of the same mean size; bare table: the same loop with the token input "
         "projection looked up in a (V, 3H) table, as the engine does (Seq2Seq.step_cached)."
         f"\n{PLAIN!r}: full SeaRNN with the fast steps turned off (step_cached and step_shared -> step)."
+        f"\n{STATIC!r}: the static-shape engine (--static-shapes on; every padded row rolled out, no host "
+        "synchronisation; its row-steps count the padded work)."
     )
 
 

@@ -2,7 +2,8 @@
 # GPU readiness check, one script (prepared on CPU; run it on a CUDA machine from anywhere):
 #   1. the CUDA-marked tests (no host sync in the SeaRNN search, bf16/fp16 training, 2-GPU = 1-GPU);
 #   2. the SeaRNN speed benchmark on OCR, and on translation when the benchmark has that mode:
-#      MLE vs SeaRNN ratios, fp32 vs bf16 (--precision);
+#      MLE vs SeaRNN ratios, fp32 vs bf16 (--precision), the dynamic vs the static-shape search engine
+#      (--static-shapes on adds the static engine's rows);
 #   3. with 2 GPUs or more, a 2-GPU torchrun smoke run (searnn train --nproc 2 --device cuda).
 # Every step has its own time limit; the whole script stays under 8 minutes. Figures are printed and, when
 # the OUT environment variable names a directory, also written to $OUT/gpu_check.txt.
@@ -56,9 +57,11 @@ for candidate in --task --mode; do  # the option that picks translation (being a
         break
     fi
 done
+STATIC=()  # both search engines (dynamic and static shapes), when the benchmark can time both
+echo "$HELP" | grep -q -- "--static-shapes" && STATIC=(--static-shapes on)
 for mode in $MODES; do
-    extra=()
-    [ -z "$MODE_FLAG" ] || extra=("$MODE_FLAG" "$mode")
+    extra=("${STATIC[@]}")
+    [ -z "$MODE_FLAG" ] || extra+=("$MODE_FLAG" "$mode")
     for precision in fp32 bf16; do
         step "speed $mode $precision" 50 "$PYTHON" "$BENCH" --device cuda --batches 10 --precision "$precision" "${extra[@]}"
     done

@@ -11,12 +11,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_searnn_speed_benchmark_runs() -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_searnn_speed.py"), "--batches", "1"],
+        [sys.executable, str(ROOT / "benchmarks" / "bench_searnn_speed.py"), "--batches", "1", "--static-shapes", "on"],
         capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    for row in ("MLE", "SeaRNN full (KL, all tokens)", "SeaRNN sampled (KL, top-k 5)", "SeaRNN full, plain steps"):
+    for row in ("MLE", "SeaRNN full (KL, all tokens)", "SeaRNN sampled (KL, top-k 5)", "SeaRNN full, plain steps",
+                "static: SeaRNN full (KL, all tokens)", "static: SeaRNN sampled (KL, top-k 5)"):
         assert row in out
     assert "bare table" in out
 

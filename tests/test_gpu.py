@@ -1,7 +1,8 @@
 """GPU readiness (marked ``cuda``, skipped without a CUDA device; run by benchmarks/gpu_check.sh).
 
 * the SeaRNN search (roll-in, roll-outs, costs) runs without a host synchronisation
-  (``torch.cuda.set_sync_debug_mode("error")`` turns any sync into an error naming its line);
+  (``torch.cuda.set_sync_debug_mode("error")`` turns any sync into an error naming its line): the static-shape
+  search, which ``--static-shapes auto`` picks on CUDA; the CPU detector (:mod:`searnn.syncguard`) agrees;
 * ``--precision bf16`` and ``fp16`` (with its gradient scaler) train on CUDA with fp32 parameters;
 * with 2 GPUs, 2 NCCL processes train the parameters of 1 process (same global batch).
 """
@@ -18,6 +19,7 @@ import torch
 
 from searnn.config import build_config
 from searnn.data.batch import make_batches
+from searnn.syncguard import SyncGuard
 from searnn.train import Trainer
 
 pytestmark = [pytest.mark.cuda,
@@ -42,6 +44,10 @@ def test_searnn_search_makes_no_host_synchronisation(tmp_path, objective):
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert result.costs.is_cuda
+    assert result.candidates.valid is not None  # auto: the static-shape search on CUDA
+    with SyncGuard() as guard:  # the CPU detector, run on the GPU, finds nothing either
+        trainer.objective.search(trainer.model, batch)
+    assert not guard.events, guard.report()
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

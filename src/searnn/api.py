@@ -33,6 +33,7 @@ from searnn.errors import ConfigError
 from searnn.objectives import OBJECTIVES, LossOutput, Objective
 from searnn.protocol import as_searnn_model
 from searnn.ranges import check_value
+from searnn.syncguard import mark_host
 
 TASK_KEYWORDS = ("vocab", "fixed_length", "train_targets")
 """Keywords of every loss class that describe the task rather than the objective."""
@@ -65,6 +66,7 @@ def make_batch(
     if tgt.dim() != 2 or tgt.shape[0] != src.shape[0]:
         raise ConfigError(f"tgt must be (B, T) long with B = {src.shape[0]}, got shape {tuple(tgt.shape)}")
     device = tgt.device if device is None else torch.device(device)
+    host = mark_host(src_len.long().clone()) if src_len.device.type == "cpu" else None  # for the encoder's packing
     src, src_len = src.to(device), src_len.to(device).long()
     tgt, tgt_len = tgt.to(device).long(), tgt_len.to(device).long()
     b, t = tgt.shape
@@ -73,7 +75,7 @@ def make_batch(
     out = torch.where(cols < tgt_len[:, None], padded, torch.full_like(padded, PAD_ID))
     out = torch.where(cols == tgt_len[:, None], torch.full_like(out, EOS_ID), out)
     width = int(tgt_len.max()) + 1 if b else 1
-    return Batch(src, src_len, out[:, :width], tgt_len + 1, torch.arange(b, device=device))
+    return Batch(src, src_len, out[:, :width], tgt_len + 1, torch.arange(b, device=device), src_len_host=host)
 
 
 def minimal_task(

@@ -37,7 +37,7 @@ LAST_PREV = "last.prev.pt"
 # Options that may change when a run is resumed (they do not change what is being trained).
 RESUMABLE_CHANGES = {
     "epochs", "progress", "device", "threads", "checkpoint_minutes", "eval_batch_size", "time_budget",
-    "early_stop", "nproc", "precision",
+    "early_stop", "nproc", "precision", "static_shapes",
 }
 
 

@@ -50,6 +50,7 @@ import torch.distributed as dist
 from searnn.children import signal_handled
 from searnn.data.batch import Batch
 from searnn.errors import SearnnError
+from searnn.syncguard import mark_host
 
 DEFAULT_TIMEOUT = 300.0
 """Seconds a collective may wait for the other ranks (``SEARNN_DIST_TIMEOUT`` overrides)."""
@@ -194,7 +195,8 @@ def shard_batch(batch: Batch, ctx: Context) -> Batch | None:
     idx = torch.tensor(rows, dtype=torch.long)
     src_len, tgt_len = batch.src_len[idx], batch.tgt_len[idx]
     s, t = int(src_len.max()), int(tgt_len.max())
-    return Batch(batch.src[idx, :s], src_len, batch.tgt[idx, :t], tgt_len, batch.index[idx])
+    host = None if batch.src_len_host is None else mark_host(batch.src_len_host[idx])  # stays on the CPU
+    return Batch(batch.src[idx, :s], src_len, batch.tgt[idx, :t], tgt_len, batch.index[idx], src_len_host=host)
 
 
 def batch_seed(seed: int, epoch: int, batch: int, rank: int) -> int:

@@ -12,6 +12,10 @@ first broken promise. It checks, in eval mode and without gradient, on a small r
    fresh decode of the same prefix and token from ``init_state``; with ``step_shared``, its first step equals
    ``step`` on the indexed state.
 
+Host synchronisations: ``searnn.testing.SyncGuard`` (from :mod:`searnn.syncguard`) records, on a CPU, the
+operations that would make a CUDA device wait for the host (``with SyncGuard() as guard: ...``, then
+``guard.events``); ``mark_host`` marks a tensor that lives on the host on a GPU run.
+
 The batch: ``src``/``src_len`` when given, else 3 sources of lengths 5, 3, 4 (float features of size
 ``model.src_feature_dim`` when the model has that attribute, else one token stream of ids 4..7).
 """
@@ -24,6 +28,9 @@ import torch
 
 from searnn import protocol
 from searnn.data.vocab import BOS_ID
+from searnn.syncguard import SyncEvent, SyncGuard, mark_host
+
+__all__ = ["CHECKS", "SyncEvent", "SyncGuard", "check_model", "default_batch", "mark_host"]
 
 CHECKS = ("protocol", "teacher-forcing", "index-cat", "rollout")
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from searnn.data.vocab import EOS_ID, PAD_ID
+from searnn.syncguard import mark_host
 
 
 @dataclass
@@ -45,7 +46,10 @@ class Batch:
 
     src: ``(B, S, K)`` long or ``(B, S, F)`` float; src_len: ``(B,)`` long;
     tgt: ``(B, T)`` long, tokens + EOS + PAD; tgt_len: ``(B,)`` long (tokens + 1);
-    index: ``(B,)`` long, position of each example in its split (for ordered outputs).
+    index: ``(B,)`` long, position of each example in its split (for ordered outputs);
+    src_len_host: ``(B,)`` long, a copy of ``src_len`` that stays on the CPU when the batch moves to a device
+    (:func:`collate` makes it; None when unknown): the encoder packs the sources with it without a
+    device->host copy (SeaRNN's static-shape search, :mod:`searnn.search.static`).
     """
 
     src: torch.Tensor
@@ -53,13 +57,15 @@ class Batch:
     tgt: torch.Tensor
     tgt_len: torch.Tensor
     index: torch.Tensor
+    src_len_host: torch.Tensor | None = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> int:
         return int(self.src.shape[0])
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(*(t.to(device) for t in (self.src, self.src_len, self.tgt, self.tgt_len, self.index)))
+        moved = (t.to(device) for t in (self.src, self.src_len, self.tgt, self.tgt_len, self.index))
+        return Batch(*moved, src_len_host=self.src_len_host)
 
     @property
     def decoder_input(self) -> torch.Tensor:
@@ -93,12 +99,14 @@ def collate(examples: Sequence[Example], indices: Sequence[int] | None = None) -
     for i, ex in enumerate(examples):
         tgt[i, : len(ex.tgt)] = torch.tensor(ex.tgt, dtype=torch.long)
         tgt[i, len(ex.tgt)] = EOS_ID
+    src_len = torch.tensor([ex.src_len for ex in examples], dtype=torch.long)
     return Batch(
         src=src,
-        src_len=torch.tensor([ex.src_len for ex in examples], dtype=torch.long),
+        src_len=src_len,
         tgt=tgt,
         tgt_len=torch.tensor([len(ex.tgt) + 1 for ex in examples], dtype=torch.long),
         index=torch.tensor(list(indices) if indices is not None else range(b), dtype=torch.long),
+        src_len_host=mark_host(src_len.clone()),
     )
 
 

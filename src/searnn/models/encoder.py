@@ -63,15 +63,22 @@ class Encoder(nn.Module):
         return self.dropout(x)
 
     def forward(
-        self, src: torch.Tensor, src_len: torch.Tensor
+        self, src: torch.Tensor, src_len: torch.Tensor, host_len: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Returns memory ``(B, S, H_enc)`` (zeros past each length), ``h_final (L, B, H_enc)`` and
-        ``c_final`` (LSTM) with the two directions of a layer concatenated."""
+        ``c_final`` (LSTM) with the two directions of a layer concatenated.
+
+        host_len: ``(B,)`` the lengths on the CPU, when known (``Batch.src_len_host``): the packing order is then
+        computed on the host and moved without blocking, so that encoding makes no host synchronisation on a
+        device (``pack_padded_sequence`` would copy ``src_len`` to the host and its order back). Same values."""
         b, s = src.shape[0], src.shape[1]
         x = self.embed(src)
-        packed = pack_padded_sequence(x, src_len.detach().cpu(), batch_first=True, enforce_sorted=False)
-        out, hidden = self.rnn(packed)
-        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=s)
+        if host_len is None:
+            packed = pack_padded_sequence(x, src_len.detach().cpu(), batch_first=True, enforce_sorted=False)
+            out, hidden = self.rnn(packed)
+            memory, _ = pad_packed_sequence(out, batch_first=True, total_length=s)
+        else:
+            memory, hidden = self._run_host_sorted(x, host_len, s)
         if isinstance(hidden, tuple):
             h, c = hidden
         else:
@@ -83,3 +90,20 @@ class Encoder(nn.Module):
             return torch.cat(list(t.unbind(1)), dim=-1)
 
         return memory, merge(h), None if c is None else merge(c)
+
+    def _run_host_sorted(
+        self, x: torch.Tensor, host_len: torch.Tensor, s: int
+    ) -> tuple[torch.Tensor, torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
+        """The packed RNN over ``x (B, S, E)`` sorted by the host lengths ``host_len (B,)`` (the order
+        ``pack_padded_sequence`` uses), memory and final states put back in batch order."""
+        lengths, order = torch.sort(host_len.long(), descending=True)  # on the host
+        inverse = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel()))
+        order_d = order.to(x.device, non_blocking=True)
+        inverse_d = inverse.to(x.device, non_blocking=True)
+        packed = pack_padded_sequence(x.index_select(0, order_d), lengths, batch_first=True, enforce_sorted=True)
+        out, hidden = self.rnn(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=s)
+        memory = memory.index_select(0, inverse_d)
+        if isinstance(hidden, tuple):
+            return memory, (hidden[0].index_select(1, inverse_d), hidden[1].index_select(1, inverse_d))
+        return memory, hidden.index_select(1, inverse_d)

@@ -95,9 +95,10 @@ class Seq2Seq(nn.Module):
 
     # ------------------------------------------------------------------ encoder side
 
-    def encode(self, src: torch.Tensor, src_len: torch.Tensor) -> Encoded:
-        """src: ``(B, S, K)`` long or ``(B, S, F)`` float; src_len: ``(B,)`` long, all >= 1."""
-        memory, h, c = self.encoder(src, src_len)
+    def encode(self, src: torch.Tensor, src_len: torch.Tensor, host_len: torch.Tensor | None = None) -> Encoded:
+        """src: ``(B, S, K)`` long or ``(B, S, F)`` float; src_len: ``(B,)`` long, all >= 1; host_len: the same
+        lengths as a CPU tensor, when the caller has them (no device->host copy, see :class:`Encoder`)."""
+        memory, h, c = self.encoder(src, src_len, host_len)
         s = memory.shape[1]
         src_len = src_len.to(memory.device)
         mask = torch.arange(s, device=memory.device)[None, :] < src_len[:, None]
@@ -106,9 +107,9 @@ class Seq2Seq(nn.Module):
 
     def init_state(self, enc: Encoded) -> DecoderState:
         """Decoder state before the first step: one row per example, ``batch_idx = arange(B)``."""
-        sel = torch.tensor(self._bridge_layers, device=enc.h_final.device)
-        h = enc.h_final.index_select(0, sel)  # (L_dec, B, H_enc)
-        c = enc.c_final.index_select(0, sel) if enc.c_final is not None else None
+        # the bridged encoder layers, stacked (the same values as an index_select, without a host->device copy)
+        h = torch.stack([enc.h_final[layer] for layer in self._bridge_layers])  # (L_dec, B, H_enc)
+        c = torch.stack([enc.c_final[layer] for layer in self._bridge_layers]) if enc.c_final is not None else None
         if self.bridge_h is not None:
             h = tanh(self.bridge_h(h))
             if c is not None and self.bridge_c is not None:
@@ -201,7 +202,7 @@ class Seq2Seq(nn.Module):
 
     def step_shared(
         self, enc: Encoded, state: DecoderState, tokens: torch.Tensor, rows: torch.Tensor,
-        project: Projection | None = None,
+        project: Projection | None = None, gates: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, DecoderState]:
         """:meth:`step` for N rows that branch from U shared states: row n feeds ``tokens[n]`` from state
         row ``rows[n]`` (``rows (N,)`` long into the U rows of ``state``). Equals
@@ -214,10 +215,13 @@ class Seq2Seq(nn.Module):
         Returns logits ``(N, V)`` and the new N-row state. ``project``: eval mode only, a function of the
         attentional outputs ``(N, H)`` whose result is returned instead of the logits ``self.out(o)`` (e.g.
         the argmax over a shortlist of the output layer: see :class:`searnn.decoding.greedy.Scorer`).
+        ``gates``: the :meth:`token_gates` table, looked up instead of projecting each distinct token (no
+        ``unique``, whose output size is read on the host: the static-shape search passes it).
         """
         if self.training:
             return self.step(enc, state.index(rows), tokens)
-        return self._fast_step(enc, state, self._token_gates_of(tokens), rows, project)
+        gx = self._token_gates_of(tokens) if gates is None else gates.index_select(0, tokens)
+        return self._fast_step(enc, state, gx, rows, project)
 
     def token_gates(self) -> torch.Tensor:
         """``(V, G)``: the first decoder layer's input pre-activations ``W_ih[:, :E] E_tgt[v] + b_ih`` of every

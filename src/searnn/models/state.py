@@ -22,10 +22,38 @@ the state (``step`` passes it on to the next state, so a whole roll-out pays for
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+
+_STATIC_LAYOUTS = [False]
+
+
+@contextmanager
+def static_layouts() -> Iterator[None]:
+    """Inside this context, states without a layout attend with the ``gather`` layout, whose shapes are known
+    on the host (:meth:`RowLayout.build` reads row counts from the device: a host synchronisation on CUDA).
+    Used by SeaRNN's static-shape search (:mod:`searnn.search.static`)."""
+    before = _STATIC_LAYOUTS[0]
+    _STATIC_LAYOUTS[0] = True
+    try:
+        yield
+    finally:
+        _STATIC_LAYOUTS[0] = before
+
+
+def static_shapes_active() -> bool:
+    """Whether the caller runs inside :func:`static_layouts` (models then avoid reading device values)."""
+    return _STATIC_LAYOUTS[0]
+
+
+def row_layout(batch_idx: torch.Tensor, num_examples: int) -> RowLayout:
+    """:meth:`RowLayout.build`, or the ``gather`` layout inside :func:`static_layouts` (no device read)."""
+    if _STATIC_LAYOUTS[0]:
+        return RowLayout("gather", num_examples)
+    return RowLayout.build(batch_idx, num_examples)
 
 
 @dataclass
@@ -196,5 +224,5 @@ class DecoderState:
     def get_layout(self, num_examples: int) -> RowLayout:
         """The cached :class:`RowLayout` of this state's rows (built on first use)."""
         if self.layout is None or self.layout.num_examples != num_examples:
-            self.layout = RowLayout.build(self.batch_idx, num_examples)
+            self.layout = row_layout(self.batch_idx, num_examples)
         return self.layout

@@ -31,7 +31,7 @@ from torch import nn
 
 from searnn.data.vocab import PAD_ID
 from searnn.models.config import ModelConfig
-from searnn.models.state import RowLayout
+from searnn.models.state import RowLayout, row_layout, static_shapes_active
 
 Projection = Callable[[torch.Tensor], torch.Tensor]
 
@@ -146,7 +146,7 @@ class TransformerState:
     def get_layout(self, num_examples: int) -> RowLayout:
         """The cross-attention layout of this state's rows (built once, passed on by ``step``)."""
         if self.layout is None or self.layout.num_examples != num_examples:
-            self.layout = RowLayout.build(self.batch_idx, num_examples)
+            self.layout = row_layout(self.batch_idx, num_examples)
         return self.layout
 
 
@@ -344,12 +344,21 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 
     def _pos(self, idx: torch.Tensor) -> torch.Tensor:
-        """Position encodings of positions ``idx`` (any shape) -> ``idx.shape + (d,)``; grows the table."""
+        """Position encodings of positions ``idx`` (any shape) -> ``idx.shape + (d,)``; grows the table (not in the
+        static-shape search, which reserves its positions on the host first: :meth:`reserve_positions`)."""
+        if static_shapes_active():
+            return self.positions[idx]
         top = int(idx.max()) + 1 if idx.numel() else 0
         if top > self.positions.shape[0]:
             table = sinusoids(max(top, 2 * self.positions.shape[0]), self.dim, self.positions.device)
             self.positions = table.to(self.positions.dtype)
         return self.positions[idx]
+
+    def reserve_positions(self, length: int) -> None:
+        """Grow the position table to at least ``length`` positions (a host-known bound), as :meth:`_pos` would."""
+        if length > self.positions.shape[0]:
+            table = sinusoids(max(length, 2 * self.positions.shape[0]), self.dim, self.positions.device)
+            self.positions = table.to(self.positions.dtype)
 
     # ------------------------------------------------------------------ encoder
 
@@ -434,8 +443,8 @@ class Transformer(nn.Module):
         if self.align is not None:
             x = x + self._aligned(enc, batch_idx, pos)
         x = self.dropout(x)
-        layout = state.get_layout(enc.batch_size) if rows is None else RowLayout.build(batch_idx, enc.batch_size)
-        shared = None if rows is None else RowLayout.build(rows, len(state))
+        layout = state.get_layout(enc.batch_size) if rows is None else row_layout(batch_idx, enc.batch_size)
+        shared = None if rows is None else row_layout(rows, len(state))
         n = int(tokens.shape[0])
         p_old = state.width
         new_k, new_v = [], []

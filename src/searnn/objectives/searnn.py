@@ -22,7 +22,14 @@ from searnn.errors import ConfigError, unknown_name
 from searnn.objectives.base import NORMALIZATIONS, LossOutput, Objective, ObjectiveConfig, normalize
 from searnn.objectives.cost_sensitive import KL_TIES, LOSSES, TIE_TOL
 from searnn.profiling import region
-from searnn.search.engine import SPECIAL_TOKENS, SearchOptions, SearchResult, search
+from searnn.search.engine import (
+    SPECIAL_TOKENS,
+    STATIC_SHAPES,
+    SearchOptions,
+    SearchResult,
+    search,
+    static_unsupported,
+)
 from searnn.search.exploration import SAMPLERS
 from searnn.search.rollin import ROLLINS
 from searnn.search.rollout import MIX_PER, ROLLOUTS
@@ -162,6 +169,15 @@ class SearnnConfig(ObjectiveConfig):
         },
     )
 
+    static_shapes: str = field(
+        default="auto",
+        metadata={
+            "help": "search engine: on (static shapes: no host synchronisation inside the step, for GPUs; "
+            "slower on CPU) | off (the dynamic engine, fastest on CPU) | auto (on when the model is on a CUDA "
+            "device and the options allow it)"
+        },
+    )
+
     def __post_init__(self) -> None:
         choices = {
             "normalization": NORMALIZATIONS,
@@ -174,6 +190,7 @@ class SearnnConfig(ObjectiveConfig):
             "sample_tokens": SAMPLERS,
             "rollout_vocab": ROLLOUT_VOCABS,
             "special_tokens": SPECIAL_TOKENS,
+            "static_shapes": STATIC_SHAPES,
         }
         for name, valid in choices.items():
             if getattr(self, name) not in valid:
@@ -195,6 +212,9 @@ class SearnnConfig(ObjectiveConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        unsupported = static_unsupported(self.search_options()) if self.static_shapes == "on" else ""
+        if unsupported:
+            raise ConfigError(f"--static-shapes on does not support {unsupported}; use --static-shapes auto or off")
 
     def search_options(self) -> SearchOptions:
         return SearchOptions(
@@ -214,6 +234,7 @@ class SearnnConfig(ObjectiveConfig):
             rollout_vocab=self.rollout_vocab,
             rollout_horizon=self.rollout_horizon,
             special_tokens=self.special_tokens,
+            static_shapes=self.static_shapes,
         )
 
 
@@ -294,7 +315,8 @@ class SearnnObjective(Objective):
         self.step_count += 1
         try:
             result = self.search(model, batch)
-            logs = dict(result.stats)
+            # the static search keeps its counters on the device: read them here, after the step
+            logs = {key: float(value) for key, value in result.stats.items()}
             with region("loss"):
                 _, loss, denom = self.loss_from(result, model, logs)
         except BaseException:  # interrupted (Ctrl-C) or failed: this batch is not trained, do not count it
@@ -330,6 +352,8 @@ def compact_cells(
     n = len(cand)
     if n == 0:
         return None
+    if cand.valid is not None:
+        return _compact_static(result, b, t, v, max_fraction)
     cell = cand.b * t + cand.t  # (N,), non-decreasing: candidates come in (b, t, a) order
     counts = torch.bincount(cell, minlength=b * t)
     k = int(counts.max())
@@ -347,4 +371,26 @@ def compact_cells(
     if bool(((counts > 0) & ~found).any()):
         return None  # a cell rolled out without its reference token: keep the dense form (its tie rules)
     prefer = torch.where(found, hit.to(torch.int8).argmax(dim=1), torch.zeros_like(ref))
+    return columns, costs, prefer
+
+
+def _compact_static(
+    result: SearchResult, b: int, t: int, v: int, max_fraction: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """:func:`compact_cells` of the static-shape search's dense ``(B, T, A)`` candidates: K = A columns (known on
+    the host), invalid slots at ``+inf`` cost; the same losses as the dynamic search's compact form (padding
+    columns never count). None when A exceeds ``max_fraction * V``."""
+    cand = result.candidates
+    assert cand.valid is not None
+    k = len(cand) // max(b * t, 1)
+    if k == 0 or k > max_fraction * v:
+        return None
+    columns = cand.a.view(b * t, k)
+    valid = cand.valid.view(b * t, k)
+    costs = result.costs.reshape(b * t, v).gather(1, columns)
+    costs = torch.where(valid, costs, torch.full_like(costs, float("inf")))
+    ref = result.reference.reshape(b * t)
+    hit = (columns == ref[:, None]) & torch.isfinite(costs)
+    # the forced tokens always hold the reference token; a cell without it has no finite cost (not trained)
+    prefer = hit.to(torch.int8).argmax(dim=1)
     return columns, costs, prefer

@@ -41,6 +41,10 @@ from searnn.search.rollin import RollIn, roll_in
 from searnn.search.rollout import Candidates, Completions, complete, draw_learned
 from searnn.search.shortlist import build_shortlist
 
+STATIC_SHAPES = ("auto", "on", "off")
+"""Search engine (``SearnnConfig.static_shapes``): ``on`` the static-shape search (:mod:`searnn.search.static`),
+``off`` the dynamic one, ``auto`` static when the model is on a CUDA device."""
+
 SPECIAL_TOKENS = ("rollout", "drop")
 """What ``sample_tokens='all'`` does with the tokens no decoder emits (``SearnnConfig.special_tokens``)."""
 
@@ -65,6 +69,7 @@ class SearchOptions:
     rollout_vocab: str = "full"
     rollout_horizon: int = 0
     special_tokens: str = "rollout"
+    static_shapes: str = "auto"
 
 
 @dataclass
@@ -76,7 +81,8 @@ class SearchResult:
     cell_mask: ``(B, T)`` bool, the cells rolled out; reference: ``(B, T)`` long, the reference token by
     position (EOS from the EOS cell on), the preferred target on cost ties; rollin_cost: ``(B,)`` cost of
     each roll-in sequence itself; candidates / completions: the flat roll-outs (for inspection);
-    stats: counters for logging.
+    stats: counters for logging (floats; 0-d tensors in the static-shape search, converted by the caller
+    after the step).
     """
 
     rollin: RollIn
@@ -86,7 +92,7 @@ class SearchResult:
     rollin_cost: torch.Tensor
     candidates: Candidates
     completions: Completions
-    stats: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, float | torch.Tensor] = field(default_factory=dict)
 
 
 def output_cap(ref_len: torch.Tensor, fixed_length: bool, ratio: float, extra: int) -> torch.Tensor:
@@ -96,6 +102,24 @@ def output_cap(ref_len: torch.Tensor, fixed_length: bool, ratio: float, extra: i
         return ref_len.clone()
     cap = torch.ceil(ref_len.double() * ratio).long() + extra
     return torch.maximum(cap, ref_len)
+
+
+def static_unsupported(opts: SearchOptions) -> str:
+    """The option the static-shape search does not support in ``opts`` (as typed on the command line), or ''."""
+    if opts.rollout_vocab != "full":
+        return "--rollout-vocab shortlist"
+    return ""
+
+
+def use_static(opts: SearchOptions, model: torch.nn.Module) -> bool:
+    """Whether :func:`search` runs the static-shape search: ``static_shapes='on'``, or ``'auto'`` with the model
+    on a CUDA device and every option supported (:func:`static_unsupported`)."""
+    if opts.static_shapes == "on":
+        return True
+    if opts.static_shapes != "auto" or static_unsupported(opts):
+        return False
+    param = next(iter(model.parameters()), None)
+    return param is not None and param.device.type == "cuda"
 
 
 NEVER_DRAWN = (PAD_ID, BOS_ID)
@@ -120,6 +144,10 @@ def search(
     (scheduled value); frequent: ``(K,)`` long, the most frequent target tokens, part of the shortlist
     when ``opts.rollout_vocab == 'shortlist'`` (:mod:`searnn.search.shortlist`).
     """
+    if use_static(opts, model):
+        from searnn.search.static import static_search
+
+        return static_search(model, batch, cost, fixed_length, opts, rollin_ref_prob)
     p_in = opts.rollin_ref_prob if rollin_ref_prob is None else rollin_ref_prob
     ref_len = batch.tgt_len - 1
     cap = output_cap(ref_len, fixed_length, opts.max_len_ratio, opts.max_len_extra)

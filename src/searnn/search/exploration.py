@@ -138,8 +138,8 @@ def sample_tokens(
         else:  # biased
             keys = (scores / temperature).log_softmax(-1) + _gumbel(shape, device)
     keys = keys.masked_fill(forced, float("-inf"))
-    if exclude:
-        keys[..., list(exclude)] = float("-inf")
+    for token in exclude:  # one column at a time: a list index would be a host->device copy on a GPU
+        keys[..., token] = float("-inf")
     k = min(num_tokens, shape[-1])
     chosen = torch.zeros_like(forced)
     if k > 0:

@@ -30,6 +30,7 @@ costs what MLE's costs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -98,13 +99,18 @@ def roll_in(
     fixed_length: bool,
     oracle: Cost | None = None,
     need_states: bool = True,
+    encode: Callable[[], Encoded] | None = None,
+    max_cells: int | None = None,
 ) -> RollIn:
     """Roll in with policy ``mode`` (see :data:`ROLLINS`).
 
     model: a :class:`searnn.models.Seq2Seq`; batch: the batch; ref_prob: probability of the reference
     for ``mixed``/``mixed-cell``; cap: ``(B,)`` long, most tokens of any output of each example (the
     reference length on fixed-length tasks); oracle: the cost whose ``complete`` gives ``mixed-cell``'s
-    reference tokens; need_states: keep the per-cell decoder states (learned roll-outs need them).
+    reference tokens; need_states: keep the per-cell decoder states (learned roll-outs need them);
+    encode: encodes ``batch`` (default ``model.encode(batch.src, batch.src_len)``); max_cells: the static-shape
+    search (:mod:`searnn.search.static`): the number of steps of a step-by-step roll-in, known on the host (at
+    least ``max(cap) + 1``, or ``tgt_len`` on fixed-length tasks), run to the end without an early exit.
 
     Two passes: the *decisions* (tokens, and the states roll-outs start from) come from a pass without
     gradient in eval mode, i.e. the policy used at test time and by the roll-outs (no dropout); the
@@ -116,24 +122,29 @@ def roll_in(
     if mode not in ROLLINS:
         raise ValueError(f"unknown roll-in {mode!r}; valid: {', '.join(ROLLINS)}")
     stochastic = model.training and has_dropout(model)
+    if encode is None:
+        def encode() -> Encoded:
+            return model.encode(batch.src, batch.src_len)
     if mode == "reference" and not (stochastic and need_states):
-        return _reference(model, batch, need_states)
+        return _reference(model, batch, need_states, encode)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
             if mode == "reference":
-                ref = _reference(model, batch, need_states)
+                ref = _reference(model, batch, need_states, encode)
                 decided = _Decisions(
                     ref.tokens, ref.cells, ref.states, ref.enc, ref.reference_rows, ref.last_deviation
                 )
             else:
-                decided = _stepwise(model, batch, mode, ref_prob, cap, fixed_length, oracle, need_states)
+                decided = _stepwise(
+                    model, batch, mode, ref_prob, cap, fixed_length, oracle, need_states, encode, max_cells
+                )
     finally:
         model.train(was_training)
     # Gradient pass: teacher forcing on the roll-in's own tokens.
     dec_input = torch.cat([torch.full_like(decided.tokens[:, :1], BOS_ID), decided.tokens[:, :-1]], dim=1)
-    logits = model.teacher_forced(model.encode(batch.src, batch.src_len), dec_input)
+    logits = model.teacher_forced(encode(), dec_input)
     return RollIn(
         logits, decided.tokens, decided.cells, decided.states, decided.enc, decided.reference_rows,
         decided.last_deviation,
@@ -156,9 +167,9 @@ def has_dropout(model: torch.nn.Module) -> bool:
     return False
 
 
-def _reference(model: torch.nn.Module, batch: Batch, need_states: bool) -> RollIn:
+def _reference(model: torch.nn.Module, batch: Batch, need_states: bool, encode: Callable[[], Encoded]) -> RollIn:
     """Teacher forcing with the model's fast path (same function as the MLE objective's forward)."""
-    enc = model.encode(batch.src, batch.src_len)
+    enc = encode()
     b, t = batch.tgt.shape
     dec_input = batch.decoder_input
     tokens = _gt_tokens(batch)
@@ -192,16 +203,19 @@ def _stepwise(
     fixed_length: bool,
     oracle: Cost | None,
     need_states: bool,
+    encode: Callable[[], Encoded],
+    static_cells: int | None = None,
 ) -> _Decisions:
     """Step-by-step decisions for ``learned``, ``mixed`` and ``mixed-cell`` (loop over time steps only;
-    the caller runs it without gradient)."""
-    enc = model.encode(batch.src, batch.src_len)
+    the caller runs it without gradient). ``static_cells``: run exactly that many steps (host-known, no early
+    exit when every roll-in has ended; the later cells hold EOS)."""
+    enc = encode()
     device = batch.tgt.device
     b = batch.size
     ref_tokens = batch.tgt_len - 1
     # (B,) index of each roll-in's final (forced EOS) cell
     last_cell = ref_tokens if fixed_length else torch.maximum(cap, ref_tokens)
-    max_cells = int(last_cell.max()) + 1
+    max_cells = int(last_cell.max()) + 1 if static_cells is None else static_cells
     gt = _gt_tokens(batch)
     if gt.shape[1] < max_cells:
         gt = torch.cat([gt, gt.new_full((b, max_cells - gt.shape[1]), EOS_ID)], dim=1)
@@ -242,7 +256,7 @@ def _stepwise(
         newly = ~done & (choice == EOS_ID)
         cells = torch.where(newly, torch.full_like(cells, t + 1), cells)
         done = done | newly
-        if t + 1 < max_cells and bool(done.all()):
+        if static_cells is None and t + 1 < max_cells and bool(done.all()):
             tokens = tokens[:, : t + 1]
             break
         inp = choice

@@ -50,12 +50,15 @@ MIX_PER = ("sequence", "rollout")
 @dataclass
 class Candidates:
     """N flat candidates: example ``b (N,)``, cell ``t (N,)``, token ``a (N,)``, all long, and
-    ``learned (N,)`` bool (learned roll-out, else reference)."""
+    ``learned (N,)`` bool (learned roll-out, else reference). ``valid (N,)`` bool: the static-shape search's
+    padded layout (:mod:`searnn.search.static`), rows ``(b, t, slot)`` of a dense ``(B, T, A)`` block of which
+    only the valid rows are candidates; None: every row is one (the dynamic search)."""
 
     b: torch.Tensor
     t: torch.Tensor
     a: torch.Tensor
     learned: torch.Tensor
+    valid: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.b.shape[0])
