@@ -172,7 +172,7 @@ def checks_table(checks: list[Check]) -> str:
 
 def check_main(headlines_path: str, run_paths: list[str]) -> int:
     """``searnn report RUN_DIR... --against FILE``: print the checks; 0 when every headline is within."""
-    from searnn.report import group_runs, load_result, find_run_dirs, versions_note
+    from searnn.report import find_run_dirs, group_runs, load_result, versions_note
 
     headlines = load_headlines(headlines_path)
     checks = check(headlines, run_paths)

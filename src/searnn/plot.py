@@ -232,7 +232,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output PNG file")
     parser.add_argument("--x", choices=X_MODES, default="both", help="x axis: epoch, time, or both panels (default)")
     parser.add_argument("--group-by", choices=report.GROUP_BY, default="row", help="one line per row or objective")
-    parser.add_argument("--band", choices=BANDS, default="minmax", help="seed spread: min-max (default), ± std, or every seed's curve")
+    parser.add_argument("--band", choices=BANDS, default="minmax",
+                        help="seed spread: min-max (default), ± std, or every seed's curve")
     parser.add_argument("--title", default=None, help="figure title")
     parser.add_argument("--log-y", action="store_true", help="logarithmic metric axis")
     args = parser.parse_args(argv)
