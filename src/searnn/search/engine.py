@@ -128,6 +128,41 @@ out by default (``special_tokens='rollout'``), so that S is the whole vocabulary
 the full-softmax losses; ``special_tokens='drop'`` removes them from the candidates and from S."""
 
 
+def choose_tokens(
+    rollin: RollIn, batch: Batch, ref_len: torch.Tensor, fixed_length: bool, opts: SearchOptions
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (cell, token) pairs to roll out, shared by both search engines: ``(cells (B, T) bool, ext_ref
+    (B, max(T, T_ref)) long, chosen (B, T, V) bool)``: the chosen cells (``opts.num_cells``), the extended
+    reference, and the tokens drawn at those cells (forced tokens included, never PAD/BOS with
+    ``special_tokens='drop'``)."""
+    _, t_cells, v = rollin.logits.shape
+    cells = select_cells(rollin.cell_mask, last_cells(rollin.cells, t_cells), opts.num_cells)
+    ext_ref = extended_reference(batch.tgt, batch.tgt_len, max(t_cells, batch.tgt.shape[1]))
+    forced = forced_tokens(ext_ref, ref_len, t_cells, v, opts.gt_neighbors, add_eos=not fixed_length)
+    chosen = sample_tokens(
+        opts.sample_tokens, opts.num_tokens, forced, rollin.logits, opts.bias_temperature, exclude=NEVER_DRAWN
+    )
+    if opts.special_tokens == "drop" and opts.sample_tokens == "all":
+        for token in NEVER_DRAWN:  # never emitted: no candidates, not in the loss's set (one column at a
+            chosen[:, :, token] = False  # time: a list index would be a host->device copy on a GPU)
+    chosen &= cells[:, :, None]
+    return cells, ext_ref, chosen
+
+
+def scoring_rows(
+    comp: Completions, rollin: RollIn, cb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What one cost call scores, shared by both engines: the N completed candidates, then the B roll-in
+    sequences, as ``(hyp (N + B, W) long, hyp_len (N + B,) long, rows (N + B,) long)``, ``rows`` naming each
+    hypothesis's example (its reference)."""
+    b, t_cells = rollin.tokens.shape[0], rollin.logits.shape[1]
+    width = max(comp.seq.shape[1], t_cells)
+    hyp = torch.cat([pad_to(comp.seq, width, PAD_ID), pad_to(rollin.tokens, width, PAD_ID)], dim=0)
+    hyp_len = torch.cat([comp.seq_len, rollin.cells - 1])
+    rows = torch.cat([cb, torch.arange(b, device=cb.device)])
+    return hyp, hyp_len, rows
+
+
 def search(
     model: torch.nn.Module,
     batch: Batch,
@@ -159,15 +194,7 @@ def search(
     device = batch.tgt.device
 
     with torch.no_grad(), region("explore"):
-        cells = select_cells(rollin.cell_mask, last_cells(rollin.cells, t_cells), opts.num_cells)
-        ext_ref = extended_reference(batch.tgt, batch.tgt_len, max(t_cells, batch.tgt.shape[1]))
-        forced = forced_tokens(ext_ref, ref_len, t_cells, v, opts.gt_neighbors, add_eos=not fixed_length)
-        tokens = sample_tokens(
-            opts.sample_tokens, opts.num_tokens, forced, rollin.logits, opts.bias_temperature, exclude=NEVER_DRAWN
-        )
-        if opts.special_tokens == "drop" and opts.sample_tokens == "all":
-            tokens[:, :, list(NEVER_DRAWN)] = False  # never emitted: no candidates, not in the loss's set
-        tokens &= cells[:, :, None]
+        cells, ext_ref, tokens = choose_tokens(rollin, batch, ref_len, fixed_length, opts)
         flat = tokens.nonzero()  # (N, 3), rows in (b, t, a) order
         cb, ct, ca = flat[:, 0], flat[:, 1], flat[:, 2]
         learned = draw_learned(opts.rollout, opts.rollout_ref_prob, cb, b, opts.mix_per)
@@ -190,10 +217,7 @@ def search(
         rollout_s = time.perf_counter() - start
         with region("cost"):
             # One cost call for every completed candidate and the B roll-in sequences.
-            width = max(comp.seq.shape[1], t_cells)
-            hyp = torch.cat([pad_to(comp.seq, width, PAD_ID), pad_to(rollin.tokens, width, PAD_ID)], dim=0)
-            hyp_len = torch.cat([comp.seq_len, rollin.cells - 1])
-            rows = torch.cat([cb, torch.arange(b, device=device)])
+            hyp, hyp_len, rows = scoring_rows(comp, rollin, cb)
             scores = bucketed_cost(cost, hyp, hyp_len, batch.tgt.index_select(0, rows), ref_len.index_select(0, rows))
             elapsed = time.perf_counter() - start
             n = len(cand)

@@ -49,13 +49,13 @@ from searnn.models.seq2seq import Seq2Seq
 from searnn.models.state import DecoderState, Encoded, static_layouts
 from searnn.profiling import region
 from searnn.search.engine import (
-    NEVER_DRAWN,
     SearchOptions,
     SearchResult,
+    choose_tokens,
     output_cap,
+    scoring_rows,
     static_unsupported,
 )
-from searnn.search.exploration import extended_reference, forced_tokens, last_cells, sample_tokens, select_cells
 from searnn.search.rollin import RollIn, roll_in
 from searnn.search.rollout import Candidates, Completions, draw_learned, prefix_with_candidate
 
@@ -133,16 +133,7 @@ def static_search(
             )
         _, t_cells, v = rollin.logits.shape
         with torch.no_grad(), region("explore"):
-            cells = select_cells(rollin.cell_mask, last_cells(rollin.cells, t_cells), opts.num_cells)
-            ext_ref = extended_reference(batch.tgt, batch.tgt_len, max(t_cells, t_ref))
-            forced = forced_tokens(ext_ref, ref_len, t_cells, v, opts.gt_neighbors, add_eos=not fixed_length)
-            chosen = sample_tokens(
-                opts.sample_tokens, opts.num_tokens, forced, rollin.logits, opts.bias_temperature, exclude=NEVER_DRAWN
-            )
-            if opts.special_tokens == "drop" and opts.sample_tokens == "all":
-                for token in NEVER_DRAWN:
-                    chosen[:, :, token] = False
-            chosen &= cells[:, :, None]
+            cells, ext_ref, chosen = choose_tokens(rollin, batch, ref_len, fixed_length, opts)
             tokens, valid = dense_candidates(chosen, candidate_slots(opts, v, fixed_length))
             slots = tokens.shape[-1]
             cb = torch.arange(b, device=device)[:, None, None].expand(b, t_cells, slots).reshape(-1)
@@ -157,10 +148,7 @@ def static_search(
                     horizon=opts.rollout_horizon,
                 )
             with region("cost"):
-                width = max(comp.seq.shape[1], t_cells)
-                hyp = torch.cat([pad_to(comp.seq, width, PAD_ID), pad_to(rollin.tokens, width, PAD_ID)], dim=0)
-                hyp_len = torch.cat([comp.seq_len, rollin.cells - 1])
-                rows = torch.cat([cb, torch.arange(b, device=device)])
+                hyp, hyp_len, rows = scoring_rows(comp, rollin, cb)
                 scores = cost(hyp, hyp_len, batch.tgt.index_select(0, rows), ref_len.index_select(0, rows))
                 n = len(cand)
                 spare = torch.where(ok, ca, torch.full_like(ca, v))  # invalid rows land in column V
