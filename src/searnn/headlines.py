@@ -32,9 +32,12 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from searnn.errors import DataError
+
+if TYPE_CHECKING:
+    from searnn.report import Group
 
 _TOP_KEYS = {"about", "grid", "sigmas", "headlines"}
 _ENTRY_KEYS = {"name", "row", "split", "stated", "where", "tolerance", "tolerance_from"}
@@ -137,15 +140,13 @@ class Check:
         return abs(self.today - self.headline.mean) <= self.headline.tolerance + 1e-9
 
 
-def check(headlines: list[Headline], run_paths: list[str]) -> list[Check]:
-    """Match every headline with the finished runs of its row under ``run_paths``."""
-    from searnn.report import find_run_dirs, group_runs, load_result
-
-    runs = [load_result(d) for d in find_run_dirs(run_paths)]
-    groups = {g.label: g for g in group_runs(runs, "row")}
+def check(headlines: list[Headline], groups: list[Group]) -> list[Check]:
+    """Match every headline with the finished runs of its row (``groups``: :func:`searnn.report.group_runs`
+    by row)."""
+    by_row = {g.label: g for g in groups}
     out = []
     for h in headlines:
-        g = groups.get(h.row)
+        g = by_row.get(h.row)
         values = [] if g is None else [(r.seed, getattr(r, h.split)) for r in g.runs]
         values = [(s, v) for s, v in values if v is not None]
         today = sum(v for _, v in values) / len(values) if values else None
@@ -175,8 +176,8 @@ def check_main(headlines_path: str, run_paths: list[str]) -> int:
     from searnn.report import find_run_dirs, group_runs, load_result, versions_note
 
     headlines = load_headlines(headlines_path)
-    checks = check(headlines, run_paths)
     groups = group_runs([load_result(d) for d in find_run_dirs(run_paths)], "row")
+    checks = check(headlines, groups)
     missing = [c for c in checks if c.today is None]
     outside = [c for c in checks if c.within is False]
     print(checks_table(checks))
