@@ -38,6 +38,14 @@ run_dir = Path(opts["run_dir"])
 (run_dir / "pid").write_text(str(os.getpid()))
 print("fake training", run_dir, flush=True)
 if (run_dir.parent.parent / "HANG").exists() and opts["hidden"] == 7:
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a trainer started from a background shell inherits it
+
+    def save_and_stop(signum, frame):
+        (run_dir / "stopped").write_text("saved")
+        sys.exit(130)
+
+    signal.signal(signal.SIGTERM, save_and_stop)  # what `searnn train` does: checkpoint, then exit
     time.sleep(120)
 if opts["lr"] == 0.5:
     print("boom: this run fails", flush=True)
@@ -288,6 +296,7 @@ def test_interrupted_fake_grid_stops_children_and_resumes(tmp_path, fake_train, 
     timer.join()
     assert time.monotonic() - start < 30
     assert "interrupted: stopping 1 running run(s)" in capsys.readouterr().out
+    assert (hang_log.parent / "stopped").exists(), "the trainer was killed instead of asked to checkpoint"
     pid = int((hang_log.parent / "pid").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)

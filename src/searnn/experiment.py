@@ -403,10 +403,14 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _stop(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
-    """Ask running children to stop (SIGINT: they exit as after Ctrl-C), then kill those still running."""
+    """Ask running children to stop, then kill those still running.
+
+    The request is SIGTERM, which ``searnn train`` handles exactly as Ctrl-C (it saves ``last.pt``). Not
+    SIGINT: a grid started in the background of a non-interactive shell (``nohup ... &``) hands SIGINT down as
+    ignored, and its trainers would be killed after the grace period instead of checkpointing."""
     for p in procs:
         with contextlib.suppress(OSError):
-            p.send_signal(signal.SIGINT)
+            p.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + grace
     for p in procs:
         try:

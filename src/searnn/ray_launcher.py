@@ -10,7 +10,7 @@ shared volume), mounted at the same path, with the same Python environment on ev
 
 Clean-up: a trainer dies with the Ray worker that started it (``PR_SET_PDEATHSIG``, as for the local
 launcher), and Ray kills a driver's workers when the driver goes (even after SIGKILL). Ctrl-C or SIGTERM of
-the driver cancels the tasks: each one forwards SIGINT to its trainer (which saves ``last.pt``), and tasks
+the driver cancels the tasks: each one forwards SIGTERM to its trainer (which saves ``last.pt``), and tasks
 still running after a grace period are force-cancelled.
 
 Ray is an optional dependency (``pip install searnn[ray]``).
@@ -54,7 +54,8 @@ def run_trainer(options_file: str, log_path: str, header: str, threads: int) -> 
     """The body of one Ray task: run ``searnn train --config OPTIONS`` into its log; returns its exit status.
 
     The trainer gets SIGTERM when this worker dies (:func:`searnn.children.die_with_parent`); a cancelled
-    task (KeyboardInterrupt inside the worker) stops the trainer with SIGINT first, so it saves ``last.pt``."""
+    task (KeyboardInterrupt inside the worker) stops the trainer with SIGTERM first (handled as Ctrl-C: it saves
+    ``last.pt``; SIGINT may be inherited as ignored)."""
     from searnn.children import die_with_parent
 
     cmd = [sys.executable, "-m", "searnn.cli", "train", "--config", options_file]
@@ -68,7 +69,7 @@ def run_trainer(options_file: str, log_path: str, header: str, threads: int) -> 
             return proc.wait()
         except BaseException:
             with contextlib.suppress(OSError):
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout=GRACE_SECONDS)
             except subprocess.TimeoutExpired:
@@ -146,7 +147,7 @@ def launch_ray(
 
 
 def cancel(ray: Any, refs: list[Any], grace: float = GRACE_SECONDS) -> None:
-    """Cancel tasks: first gently (the trainers get SIGINT and save ``last.pt``), then by force."""
+    """Cancel tasks: first gently (the trainers get SIGTERM and save ``last.pt``), then by force."""
     for ref in refs:
         with contextlib.suppress(Exception):
             ray.cancel(ref, force=False)
