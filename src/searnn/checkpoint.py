@@ -38,6 +38,7 @@ LAST_PREV = "last.prev.pt"
 RESUMABLE_CHANGES = {
     "epochs", "progress", "device", "threads", "checkpoint_minutes", "eval_batch_size", "time_budget",
     "early_stop", "nproc", "precision", "static_shapes",
+    "test_beam", "len_norm_choices",  # evaluation only (searnn.beam_test)
 }
 
 
