@@ -2,9 +2,8 @@
 
 import json
 
-from test_beam_test import tiny_cfg
-
 from searnn.train import run
+from test_beam_test import tiny_cfg
 
 
 def test_token_smoothing_logs_the_top1_neighbour_rate_per_epoch(tmp_path):
