@@ -165,3 +165,15 @@ def test_paired_bs_needs_saved_hyps(tmp_path, capsys):
 def test_sentence_stats_from_a_file_split_like_sacrebleu():
     stats = sentence_stats([["a", "b"]], [[["a", "b"], ["a"]]])
     assert stats.tolist() == [[2, 2, 2, 1, 0, 0, 2, 1, 0, 0]]
+
+
+def test_a_beam_test_is_added_to_a_finished_run_without_training(tmp_path):
+    first = run(tiny_cfg(tmp_path, "r", epochs=1))
+    before = (tmp_path / "r" / "metrics.jsonl").read_text()
+    again = run(tiny_cfg(tmp_path, "r", epochs=1, test_beam=2, len_norm_choices=[0.0, 1.0]))
+    assert (tmp_path / "r" / "metrics.jsonl").read_text() == before  # no epoch trained
+    assert again["test"] == first["test"] and again["epochs"] == 1
+    assert list(again["test_beam"]["valid_by_len_norm"]) == ["0.0", "1.0"]
+    assert (tmp_path / "r" / "test_beam_hyps.txt").exists()
+    # asked again for the same beam test: finished, nothing evaluated
+    assert run(tiny_cfg(tmp_path, "r", epochs=1, test_beam=2, len_norm_choices=[0.0, 1.0])) == again
