@@ -177,3 +177,20 @@ def test_a_beam_test_is_added_to_a_finished_run_without_training(tmp_path):
     assert (tmp_path / "r" / "test_beam_hyps.txt").exists()
     # asked again for the same beam test: finished, nothing evaluated
     assert run(tiny_cfg(tmp_path, "r", epochs=1, test_beam=2, len_norm_choices=[0.0, 1.0])) == again
+
+
+def test_paired_bs_refuses_other_metrics_and_other_test_sets(tmp_path, capsys):
+    run(tiny_cfg(tmp_path, "grid/mle/seed1", epochs=1))
+    run(tiny_cfg(tmp_path, "grid/cer/seed1", epochs=1, metric="cer"))
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "grid"), "--paired-bs", "cer"]) == 1
+    assert "the paired bootstrap is for BLEU; this row's metric is cer" in capsys.readouterr().err
+    other = tmp_path / "other"
+    other.mkdir()
+    files = tiny_bleu_task(other)
+    Path(files["test"]).write_text("".join(Path(files["test"]).read_text().splitlines(True)[:7]))
+    run(tiny_cfg(tmp_path, "grid/short/seed1", epochs=1, test=files["test"]))
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "grid"), "--paired-bs", "mle", "--force"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has 7 test sentences" in err[0] and "the same test set" in err[0]

@@ -262,7 +262,11 @@ def paired_table(groups: Sequence[Any], against: Sequence[str], split: str = "te
                 base = base_runs.get(run.seed)
                 if base is None:
                     continue
-                res = paired_bootstrap(of(base), of(run))
+                base_stats, system_stats = of(base), of(run)
+                if base_stats.shape != system_stats.shape:
+                    raise SearnnError(f"--paired-bs {name!r}: {run.run_dir} has {len(system_stats)} test sentences but "
+                                      f"{base.run_dir} has {len(base_stats)}; a paired test needs the same test set")
+                res = paired_bootstrap(base_stats, system_stats)
                 records.append({"row": g.label, "against": name, "seed": run.seed, "split": split,
                                 **res.to_json()})
                 lines.append(f"| {g.label} | {name} | {run.seed} | {res.system:.2f} | {res.base:.2f} | "
