@@ -218,6 +218,24 @@ def test_changed_row_options_are_refused_before_launch(tmp_path, fake_train):
     assert experiment.load_grid(path).runs[0].status == "resume"
 
 
+def test_a_finished_run_without_the_requested_beam_test_is_resumed(tmp_path):
+    out = tmp_path / "out"
+    grid = experiment.load_grid(write_grid(tmp_path, GRID.format(out=out)))
+    run = grid.runs[0]
+    run.run_dir.mkdir(parents=True)
+    build_config(run.options).save(run.run_dir / "config.yaml")
+    results = {"task": "ocr", "objective": "mle", "metric": "cer", "valid": {"cer": 1.0}, "test": {"cer": 1.0},
+               "epochs": 2}
+    (run.run_dir / "results.json").write_text(json.dumps(results))
+    assert experiment.load_grid(tmp_path / "grid.yaml").runs[0].status == "done"
+    beam_grid = write_grid(tmp_path, GRID.format(out=out).replace("  hidden: 8\n", "  hidden: 8\n  test_beam: 2\n"),
+                           name="beam.yaml")
+    assert experiment.load_grid(beam_grid).runs[0].status == "resume"
+    results["test_beam"] = {"beam": 2, "valid_by_len_norm": {str(c): 1.0 for c in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)}}
+    (run.run_dir / "results.json").write_text(json.dumps(results))
+    assert experiment.load_grid(beam_grid).runs[0].status == "done"
+
+
 # --------------------------------------------------------------------------------------------- running (fake)
 
 

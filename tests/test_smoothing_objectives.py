@@ -326,3 +326,55 @@ def test_with_the_package_seq2seq(attention):
     lazy = TokSeq(TokSeqConfig(lazy=True, **common), task)(model, batch)
     full = TokSeq(TokSeqConfig(lazy=False, **common), task)(model, batch)
     assert torch.allclose(lazy.loss, full.loss, atol=1e-5)
+
+
+def _top1_brute_force(top1, tokens, mask, neighbours_of):
+    """Loop over cells: fractions of masked cells with top-1 != reference, and with it a neighbour too."""
+    wrong = near = cells = 0
+    for b in range(tokens.shape[0]):
+        for t in range(tokens.shape[1]):
+            if not mask[b, t]:
+                continue
+            cells += 1
+            ref, guess = int(tokens[b, t]), int(top1[b, t])
+            if guess != ref:
+                wrong += 1
+                near += guess in neighbours_of(ref)
+    return wrong / max(cells, 1), near / max(cells, 1)
+
+
+@pytest.mark.parametrize("similarity", ["train", "uniform"])
+def test_top1_neighbour_rate_equals_a_loop_over_cells(setup, similarity):
+    task, model, batch = setup
+    cfg = TokenSmoothingConfig(alpha=0.4, tok_tau=0.3, similarity=similarity, top_k=4)
+    obj = TokenSmoothing(cfg, task)
+    out = obj(model, batch)
+    sm = obj.smoother
+    top1 = model(batch.src, batch.src_len, batch.decoder_input).argmax(-1)
+    g = torch.Generator().manual_seed(1)
+    # half of the cells forced onto a random token, so that both kinds of error occur
+    noisy = torch.where(torch.rand(top1.shape, generator=g) < 0.5,
+                        torch.randint(0, len(task.tgt_vocab), top1.shape, generator=g), top1)
+    if similarity == "uniform":
+        def neighbours_of(ref):
+            return set(range(len(task.tgt_vocab))) - set(sm.uniform_excluded)
+    else:
+        def neighbours_of(ref):
+            return set(sm.sim.indices[ref].tolist())
+    for guess in (top1, noisy, batch.tgt):
+        wrong, near = _top1_brute_force(guess, batch.tgt, batch.tgt_mask, neighbours_of)
+        logs = sm.top1_stats(guess, batch.tgt, batch.tgt_mask)
+        assert logs["tok_top1_wrong"] == pytest.approx(wrong) and logs["tok_top1_neighbour"] == pytest.approx(near)
+    wrong, near = _top1_brute_force(top1, batch.tgt, batch.tgt_mask, neighbours_of)
+    assert out.logs["tok_top1_neighbour"] == pytest.approx(near) and out.logs["tok_top1_wrong"] == pytest.approx(wrong)
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_tok_seq_logs_the_top1_neighbour_rate_of_the_ground_truth_cells(setup, lazy):
+    task, model, batch = setup
+    obj = TokSeq(TokSeqConfig(alpha1=0.5, alpha2=0.3, similarity="train", top_k=4, lazy=lazy), task)
+    out = obj(model, batch)
+    top1 = model(batch.src, batch.src_len, batch.decoder_input).argmax(-1)
+    sm = obj.core.smoother
+    wrong, near = _top1_brute_force(top1, batch.tgt, batch.tgt_mask, lambda ref: set(sm.sim.indices[ref].tolist()))
+    assert out.logs["tok_top1_neighbour"] == pytest.approx(near) and out.logs["tok_top1_wrong"] == pytest.approx(wrong)

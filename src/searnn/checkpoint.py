@@ -38,6 +38,7 @@ LAST_PREV = "last.prev.pt"
 RESUMABLE_CHANGES = {
     "epochs", "progress", "device", "threads", "checkpoint_minutes", "eval_batch_size", "time_budget",
     "early_stop", "nproc", "precision", "static_shapes",
+    "test_beam", "len_norm_choices",  # evaluation only (searnn.beam_test)
 }
 
 
@@ -242,8 +243,22 @@ def finished_results(cfg: RunConfig, warn: Callable[[str], None]) -> dict[str, A
         return None
     epochs = results.get("epochs")
     if results.get("stopped") or (isinstance(epochs, int) and epochs >= cfg.train.epochs):
-        return results
+        return results if has_requested_beam_test(cfg, results) else None
     return None
+
+
+def has_requested_beam_test(cfg: RunConfig, results: dict[str, Any]) -> bool:
+    """Whether ``results`` hold the beam test ``cfg`` asks for (``--test-beam``, ``--len-norm-choices``). A
+    finished run asked for another one is not finished: it resumes from ``last.pt`` straight to the final
+    evaluation, which adds the beam test (:mod:`searnn.beam_test`) without training further."""
+    t = cfg.train
+    if not t.test_beam:
+        return True
+    beam = results.get("test_beam")
+    if not isinstance(beam, dict) or beam.get("beam") != t.test_beam:
+        return False
+    tried = beam.get("valid_by_len_norm")
+    return isinstance(tried, dict) and list(tried) == [str(c) for c in dict.fromkeys(map(float, t.len_norm_choices))]
 
 
 def capture_rng() -> tuple[Any, ...]:

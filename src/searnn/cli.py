@@ -184,11 +184,23 @@ def cmd_evaluate(argv: list[str]) -> int:
     parser = CliParser(prog="searnn evaluate", description="Score a run's best checkpoint.")
     parser.add_argument("run_dir")
     parser.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    parser.add_argument("--save-hyps", dest="save_hyps", default=None, metavar="FILE",
+                        help="also write the decoding to FILE, one line per example in split order (as the "
+                        "test_hyps.txt that training writes)")
     decode_options(parser)
     args = vars(parser.parse_args(argv))
-    run_dir, split = args.pop("run_dir"), args.pop("split")
+    run_dir, split, save_hyps = args.pop("run_dir"), args.pop("split"), args.pop("save_hyps")
     cfg, task, model, device = load_run(run_dir, args)
-    result = evaluate(model, task, split, cfg.train, device)
+    result = evaluate(model, task, split, cfg.train, device, keep_hyps=bool(save_hyps))
+    if save_hyps:
+        from searnn.evaluate import hyps_text
+        from searnn.fileio import atomic_write_text
+
+        hyps = result.pop("hyps")
+        try:
+            atomic_write_text(hyps_text(task, hyps), Path(save_hyps))  # type: ignore[arg-type]
+        except OSError as e:
+            raise SearnnError(f"--save-hyps {save_hyps}: cannot write ({e.strerror or e})") from None
     print(json.dumps({"split": split, "metric": task.metric, **result}, indent=2, default=str))
     return 0
 

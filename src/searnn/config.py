@@ -69,6 +69,15 @@ class TrainConfig:
     eval_batch_size: int = field(default=256, metadata={"help": "batch size for evaluation"})
     beam: int = field(default=1, metadata={"help": "beam size at evaluation (1 = greedy)"})
     len_norm: float = field(default=0.0, metadata={"help": "beam length-normalisation exponent"})
+    test_beam: int = field(
+        default=0,
+        metadata={"help": "after training, also score test with beam search of this size, the length normalisation "
+                  "chosen on validation among --len-norm-choices (results.json test_beam; 0 = off)"},
+    )
+    len_norm_choices: list[float] = field(
+        default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        metadata={"help": "length-normalisation exponents tried on validation for --test-beam (comma-separated)"},
+    )
     max_decode_len: int = field(
         default=100, metadata={"help": "upper bound on decoded length for variable-length tasks"}
     )
@@ -102,6 +111,8 @@ class TrainConfig:
             raise ConfigError(f"unknown --precision {self.precision!r}; valid: fp32, bf16, fp16")
         for f in fields(self):
             check_value(f.name, getattr(self, f.name))
+        if not self.len_norm_choices:
+            raise ConfigError("--len-norm-choices needs at least one value")
 
 
 def field_type(cls: type, f: dataclasses.Field) -> Any:

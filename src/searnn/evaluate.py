@@ -53,6 +53,17 @@ def score(task: TaskData, hyps: list[list[int]], examples: Sequence[Example]) ->
     return {task.metric: result.value, "details": result.details, "signature": result.signature}
 
 
+def hyps_text(task: TaskData, hyps: Sequence[Sequence[int]]) -> str:
+    """One line per hypothesis, in order, for ``test_hyps.txt`` / ``--save-hyps``: for BLEU the target tokens
+    joined by spaces (the text sacreBLEU scored, UNK as ``<unk>``), else the task's output format (as
+    ``searnn predict`` prints it)."""
+    if task.metric == "bleu":
+        from searnn.metrics.bleu import _detok
+
+        return "".join(_detok(list(h), task.tgt_vocab) + "\n" for h in hyps)
+    return "".join(task.format_output(list(h)).replace("\n", " ") + "\n" for h in hyps)
+
+
 def evaluate(
     model: torch.nn.Module,
     task: TaskData,
@@ -60,8 +71,10 @@ def evaluate(
     cfg: TrainConfig,
     device: torch.device,
     limit: int = 0,
+    keep_hyps: bool = False,
 ) -> dict[str, object]:
-    """Decode and score one split (optionally its first ``limit`` examples).
+    """Decode and score one split (optionally its first ``limit`` examples). ``keep_hyps``: also return the
+    decoded id sequences, in order, under ``"hyps"``.
 
     In a distributed job (:mod:`searnn.distributed`) rank ``r`` of ``W`` decodes examples ``r, r + W, ...``;
     the outputs are gathered in the original order and rank 0 scores them once and broadcasts the scores, so
@@ -72,8 +85,15 @@ def evaluate(
     ctx = distributed.current()
     if not ctx.enabled:
         hyps = predict(model, task, examples, cfg, device)
-        return score(task, hyps, examples)
+        return _scored(task, hyps, examples, keep_hyps)
     rows = distributed.shard_rows(len(examples), ctx)
     local = predict(model, task, [examples[i] for i in rows], cfg, device) if rows else []
     hyps = distributed.gather_in_order(rows, local, len(examples))
-    return distributed.broadcast_object(score(task, hyps, examples) if ctx.is_main else None)
+    return distributed.broadcast_object(_scored(task, hyps, examples, keep_hyps) if ctx.is_main else None)
+
+
+def _scored(task: TaskData, hyps: list[list[int]], examples: Sequence[Example], keep_hyps: bool) -> dict[str, object]:
+    out = score(task, hyps, examples)
+    if keep_hyps:
+        out["hyps"] = hyps
+    return out

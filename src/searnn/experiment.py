@@ -314,7 +314,7 @@ def run_status(run: PlannedRun) -> str:
     configuration (``config.yaml``, else the ``config`` of ``results.json``) must equal the planned one up to
     the options a resumed run may change (:data:`searnn.checkpoint.RESUMABLE_CHANGES`).
     """
-    from searnn.checkpoint import config_differences, load_saved_config
+    from searnn.checkpoint import config_differences, has_requested_beam_test, load_saved_config
 
     cfg_path = run.run_dir / "config.yaml"
     results_path = run.run_dir / report.RESULTS
@@ -341,7 +341,8 @@ def run_status(run: PlannedRun) -> str:
                 f"({'; '.join(diffs)}); rename the row or delete that directory"
             )
     if results is not None and (results.get("stopped") or int(results.get("epochs") or 0) >= run.config.train.epochs):
-        return "done"
+        # a grid that adds --test-beam to finished runs resumes them (final evaluation only)
+        return "done" if has_requested_beam_test(run.config, results) else "resume"
     return "resume" if cfg_path.exists() else "new"
 
 

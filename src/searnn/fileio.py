@@ -36,7 +36,7 @@ def _atomic(path: Path, mode: str) -> Iterator[IO]:
     path = Path(path)
     tmp = _tmp_name(path)
     try:
-        with open(tmp, mode) as fh:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

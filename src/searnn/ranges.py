@@ -64,6 +64,8 @@ RANGES: dict[str, Range] = {
     "batch_size": AT_LEAST_ONE,
     "eval_batch_size": AT_LEAST_ONE,
     "beam": AT_LEAST_ONE,
+    "test_beam": Range(0.0),  # 0 = no beam test
+    "len_norm_choices": Range(0.0),  # each element, as --len-norm
     "max_decode_len": AT_LEAST_ONE,
     "threads": AT_LEAST_ONE,
     "nproc": AT_LEAST_ONE,
@@ -107,6 +109,10 @@ UNBOUNDED: frozenset[str] = frozenset({"seed", "split_seed"})
 
 def check_value(name: str, value: Any) -> None:
     """Raise :class:`ConfigError` when the (already coerced) ``value`` of option ``name`` is out of range."""
+    if isinstance(value, (list, tuple)):  # a list option (--len-norm-choices): every element
+        for item in value:
+            check_value(name, item)
+        return
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if isinstance(value, float) and not math.isfinite(value):

@@ -32,6 +32,7 @@ The best mean valid and test values of each task (among two or more groups) are 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -151,6 +152,9 @@ class RunResult:
     versions: tuple[str, ...] = ()
     """The code versions that trained and evaluated the run (:func:`searnn.provenance.short_version`);
     ``("unknown",)`` for runs written before versions were recorded."""
+    beam_valid: float | None = None
+    beam_test: float | None = None
+    """``results.json``'s ``test_beam`` (``--test-beam K``): validation at the chosen len_norm, and test."""
 
 
 def _number(value: Any) -> float | None:
@@ -183,6 +187,7 @@ def load_result(run_dir: str | Path) -> RunResult:
         lower = LOWER_IS_BETTER.get(metric, False)
     marker = read_marker(run_dir)
     seed = data.get("seed", marker.get("seed"))
+    beam = data["test_beam"] if isinstance(data.get("test_beam"), dict) else {}
     return RunResult(
         run_dir=run_dir,
         row=row_label(run_dir, marker),
@@ -199,7 +204,21 @@ def load_result(run_dir: str | Path) -> RunResult:
         train_seconds=_number(data.get("train_seconds")),
         config=_flat_config(data.get("config")),
         versions=run_versions(data),
+        beam_valid=_metric_value(beam.get("valid"), metric),
+        beam_test=_metric_value(beam.get("test"), metric),
     )
+
+
+SPLITS = ("test", "test_beam")
+"""``searnn report --split``: the greedy results (``valid``, ``test``) or the beam ones (``test_beam``)."""
+
+
+def select_split(runs: Sequence[RunResult], split: str) -> list[RunResult]:
+    """The runs with their valid/test figures of ``split``: ``test`` as they are; ``test_beam`` replaces them by
+    the beam-search ones and leaves out runs trained without ``--test-beam``."""
+    if split == "test":
+        return list(runs)
+    return [dataclasses.replace(r, valid=r.beam_valid, test=r.beam_test) for r in runs if r.beam_test is not None]
 
 
 def _flat_config(sections: Any) -> dict[str, Any]:
@@ -589,6 +608,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--test-against", action="append", default=[], metavar="ROW",
                         help="also test every row of the same task against ROW (Welch's t-test and a "
                         "bootstrap of the difference of test means); repeatable")
+    parser.add_argument("--split", choices=SPLITS, default="test",
+                        help="test: the greedy valid/test figures (default); test_beam: those of the beam test "
+                        "(--test-beam K, len_norm chosen on validation; runs without one are left out)")
+    parser.add_argument("--paired-bs", action="append", default=[], metavar="ROW", dest="paired_bs",
+                        help="also test seed k of every row against seed k of ROW by paired bootstrap resampling "
+                        "of the test sentences (sacreBLEU --paired-bs; BLEU runs; reads each run's saved test "
+                        "decoding); repeatable")
     parser.add_argument("--against", default=None, metavar="HEADLINES.json",
                         help="check the runs against the stated figures of a headlines file (see "
                         "searnn.headlines): print stated, today's and whether today's lies within the stated "
@@ -598,7 +624,11 @@ def main(argv: list[str]) -> int:
         from searnn.headlines import check_main
 
         return check_main(args.against, args.paths)
-    runs = [load_result(d) for d in find_run_dirs(args.paths)]
+    all_runs = [load_result(d) for d in find_run_dirs(args.paths)]
+    runs = select_split(all_runs, args.split)
+    if len(runs) < len(all_runs):
+        print(f"searnn report: {len(all_runs) - len(runs)} run(s) without a beam test (--test-beam) left out",
+              file=sys.stderr)
     groups = group_runs(runs, args.group_by)
     if not args.force:
         check_homogeneous(groups, args.group_by)
@@ -615,6 +645,13 @@ def main(argv: list[str]) -> int:
     if args.test_against:
         tests, extra["tests"] = tests_table(groups, args.test_against)
         text += "\n\n" + tests + "\n\n" + TESTS_NOTE
+    if args.split == "test_beam":
+        text += "\n\nvalid/test: the beam test of each run (--test-beam; len_norm chosen on validation)."
+    if args.paired_bs:
+        from searnn.paired import PAIRED_NOTE, paired_table
+
+        paired, extra["paired_bs"] = paired_table(groups, args.paired_bs, args.split)
+        text += "\n\n" + paired + "\n\n" + PAIRED_NOTE
     if pending:
         text += f"\n\n{len(pending)} unfinished run(s) left out: " + ", ".join(str(p) for p in pending)
     print(text)

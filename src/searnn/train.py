@@ -26,6 +26,7 @@ import torch
 import searnn
 from searnn import checkpoint as ckpt
 from searnn import distributed, precision
+from searnn.beam_test import beam_test
 from searnn.config import RunConfig
 from searnn.data.batch import Batch, make_batches
 from searnn.data.registry import load_task
@@ -33,9 +34,10 @@ from searnn.data.task import TaskData
 from searnn.divergence import DivergenceGuard
 from searnn.divergence import TrainingError as TrainingError  # re-exported (it used to live here)
 from searnn.errors import SearnnError
-from searnn.evaluate import evaluate
+from searnn.evaluate import evaluate, hyps_text
 from searnn.models import Seq2Seq
 from searnn.objectives import OBJECTIVES
+from searnn.paired import HYPS_FILES
 from searnn.provenance import code_version, short_version
 
 
@@ -442,7 +444,8 @@ class Trainer:
         best = ckpt.load_checkpoint(self.run_dir / ckpt.BEST, self.device, what="results")
         self.model.load_state_dict(best["model"])
         valid = evaluate(self.model, task, "valid", t, self.device)
-        test = evaluate(self.model, task, "test", t, self.device)
+        test = evaluate(self.model, task, "test", t, self.device, keep_hyps=True)
+        beam = beam_test(self.model, task, t, self.device, evaluate=evaluate) if t.test_beam else None
         history = ckpt.read_jsonl(self.run_dir / ckpt.METRICS_LOG)
         epoch_secs = [r["epoch_seconds"] for r in history]
         results = {
@@ -471,13 +474,22 @@ class Trainer:
                                                if isinstance(r.get("code"), dict))),
             "config": self.cfg.to_dict(),
         }
+        if beam is not None:
+            results["test_beam"] = {k: v for k, v in beam.items() if k != "hyps"}
         if self.dist.enabled:
             results["world_size"] = self.dist.world
-        if self.dist.is_main:
+        if self.dist.is_main:  # the decodings first: a results.json always comes with its hypotheses
+            ckpt.atomic_write_text(hyps_text(task, test["hyps"]), self.run_dir / HYPS_FILES["test"])  # type: ignore[arg-type]
+            if beam is not None:
+                ckpt.atomic_write_text(hyps_text(task, beam["hyps"]), self.run_dir / HYPS_FILES["test_beam"])
             ckpt.atomic_write_text(json.dumps(results, indent=2, default=_json_default),
                                    self.run_dir / ckpt.RESULTS)
         log(f"best epoch {best['epoch']}: valid {task.metric} {valid[task.metric]:.3f}, "
             f"test {task.metric} {test[task.metric]:.3f}   [{test['signature']}]")
+        if beam is not None:
+            log(f"beam {t.test_beam}, len_norm {beam['len_norm']:g} (best on valid of "
+                f"{', '.join(f'{c}: {v:.3f}' for c, v in beam['valid_by_len_norm'].items())}): "
+                f"test {task.metric} {beam['test'][task.metric]:.3f}")
         return results
 
 

@@ -265,6 +265,7 @@ class _SmoothingCore:
             tokens = torch.cat([batch.tgt[:, None, :], samples.tokens], 1)  # (B, 1+L, T)
             cell, _ = mixed_cell_loss(logp, tokens, smoother, self.alpha_tok)
             gt_cell, s_cell = cell[:, 0], cell[:, 1:]
+            gt_logits = logits
         else:  # eq. (18): every sample re-forwarded, in one call together with the ground truth
             t = batch.tgt.shape[1]
             width = max(t, ts)
@@ -280,10 +281,11 @@ class _SmoothingCore:
             cell, _ = mixed_cell_loss(logp, rows[:, None, :], smoother, self.alpha_tok)
             cell = cell[:, 0]  # (B + B L, W)
             gt_cell = cell[:b, :t]
+            gt_logits = logits[:b, :t]
             s_cell = cell[b:].reshape(b, num, width)[..., :ts]
         loss, denom = combine_sequence_losses(gt_cell, mask, s_cell, s_mask, weights, self.alpha_seq, mode)
         if smoother is not None:
-            logs.update(smoother.stats(batch.tgt, mask))
+            logs.update(smoother.stats(batch.tgt, mask, top1=gt_logits.detach().argmax(-1)))
         return LossOutput(loss, denom, logs)
 
 

@@ -264,12 +264,35 @@ class TokenSmoother:
             ce = ce + self.neg_entropy[tokens]
         return ce
 
-    def stats(self, tokens: Tensor, mask: Tensor) -> dict[str, float]:
-        """Mean target mass left on the ground-truth token itself (``tok_self_mass``)."""
+    def stats(self, tokens: Tensor, mask: Tensor, top1: Tensor | None = None) -> dict[str, float]:
+        """Mean target mass left on the ground-truth token itself (``tok_self_mass``); with ``top1`` (the
+        model's argmax at the same cells) also :meth:`top1_stats`. tokens, mask, top1: ``(B, T)``."""
         if self.probs is None:
-            return {"tok_self_mass": 1.0 / max(self.uniform_size, 1)}
-        self_mass = self.probs[tokens][..., 0]
-        return {"tok_self_mass": float((self_mass * mask).sum() / mask.sum().clamp(min=1))}
+            logs = {"tok_self_mass": 1.0 / max(self.uniform_size, 1)}
+        else:
+            self_mass = self.probs[tokens][..., 0]
+            logs = {"tok_self_mass": float((self_mass * mask).sum() / mask.sum().clamp(min=1))}
+        if top1 is not None:
+            logs.update(self.top1_stats(top1, tokens, mask))
+        return logs
+
+    def top1_stats(self, top1: Tensor, tokens: Tensor, mask: Tensor) -> dict[str, float]:
+        """How often the model's top-1 at a training cell is a neighbour of the reference rather than it.
+
+        top1, tokens: ``(B, T)`` long (argmax of the logits, reference token), mask ``(B, T)`` bool (cells
+        trained). Over the masked cells: ``tok_top1_wrong`` = fraction with ``top1 != reference``;
+        ``tok_top1_neighbour`` = fraction with ``top1 != reference`` and ``top1`` among the reference's
+        ``top_k`` similarity neighbours (the target's support; ``uniform``: every token but PAD/BOS/UNK).
+        One gather of the ``(B, T, k)`` neighbour ids, no loop over cells."""
+        wrong = (top1 != tokens) & mask
+        if self.sim is None:
+            excluded = torch.tensor(self.uniform_excluded, device=top1.device)
+            near = ~(top1[..., None] == excluded).any(-1)
+        else:
+            near = (self.sim.indices[tokens] == top1[..., None]).any(-1)
+        cells = mask.sum().clamp(min=1)
+        return {"tok_top1_wrong": float(wrong.sum() / cells),
+                "tok_top1_neighbour": float((wrong & near).sum() / cells)}
 
 
 def uniform_cross_entropy(logp: Tensor, excluded: list[int]) -> Tensor:
@@ -354,5 +377,5 @@ class TokenSmoothing(Objective):
         loss, denom = normalize(cell[:, 0], mask, self.config.normalization)
         logs = {"nll": float(normalize(nll[:, 0].detach(), mask, "cell-global")[0])}
         if self.config.alpha > 0:
-            logs.update(self.smoother.stats(batch.tgt, mask))
+            logs.update(self.smoother.stats(batch.tgt, mask, top1=logits.detach().argmax(-1)))
         return LossOutput(loss, denom, logs)
