@@ -87,11 +87,14 @@ def test_summary_median_and_range():
 # ------------------------------------------------------------------------------------------ the report
 
 
-def finished(run_dir: Path, row: str, seed: int, test: float, valid: float = 1.0) -> None:
+def finished(run_dir: Path, row: str, seed: int, test: float, valid: float = 1.0,
+             config: dict | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     results = {"task": "ocr", "objective": "mle", "metric": "cer", "lower_is_better": True,
                "valid": {"cer": valid}, "test": {"cer": test}, "best_epoch": 2, "epochs": 3,
                "seconds_per_epoch": 1.0, "train_seconds": 3.0, "seed": seed}
+    if config is not None:
+        results["config"] = config
     (run_dir / "results.json").write_text(json.dumps(results))
     (run_dir / "grid_run.json").write_text(json.dumps({"row": row, "seed": seed}))
 
@@ -111,6 +114,25 @@ def test_report_stats_and_tests(tmp_path, capsys):
     assert f"| kl | mle | {statistics.fmean(kl) - statistics.fmean(mle):+.2f} | {w.t:.2f} ({w.df:.1f}) |" in text
     data = json.loads(out.read_text())
     assert data["tests"][0]["row"] == "kl" and data["tests"][0]["welch"]["p"] == pytest.approx(w.p)
+
+
+def test_rows_scored_on_other_data_are_not_tested_against_each_other(tmp_path, capsys):
+    """Spelling at noise 0.5 has another test set than at noise 0.3: no test between them. A row trained on
+    more data (train_size) is still scored on the same test set, so it is tested."""
+
+    def config(noise: float, train_size: int = 20000) -> dict:
+        return {"task": {"noise": noise, "train_size": train_size, "split_seed": 1234}, "train": {"limit_valid": 0}}
+
+    rows = {"mle03": (config(0.3), [24.6, 24.9, 24.7]), "sll03": (config(0.3), [23.2, 23.3, 23.25]),
+            "mle03-5x": (config(0.3, 100000), [23.3, 23.2, 23.4]), "mle05": (config(0.5), [45.1, 45.3, 45.2])}
+    for row, (cfg, values) in rows.items():
+        for i, v in enumerate(values, 1):
+            finished(tmp_path / row / f"seed{i}", row, i, v, config=cfg)
+    out = tmp_path / "t.json"
+    assert cli(["report", str(tmp_path), "--test-against", "mle03", "--out", str(out)]) == 0
+    tested = {t["row"] for t in json.loads(out.read_text())["tests"]}
+    assert tested == {"sll03", "mle03-5x"}
+    capsys.readouterr()
 
 
 def test_report_test_against_an_unknown_row_is_one_clear_error(tmp_path, capsys):

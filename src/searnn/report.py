@@ -155,6 +155,9 @@ class RunResult:
     beam_valid: float | None = None
     beam_test: float | None = None
     """``results.json``'s ``test_beam`` (``--test-beam K``): validation at the chosen len_norm, and test."""
+    eval_data: dict[str, Any] = field(default_factory=dict)
+    """What fixes the data the run was scored on (:func:`evaluation_data`): rows are tested against each other
+    only when these agree."""
 
 
 def _number(value: Any) -> float | None:
@@ -206,7 +209,27 @@ def load_result(run_dir: str | Path) -> RunResult:
         versions=run_versions(data),
         beam_valid=_metric_value(beam.get("valid"), metric),
         beam_test=_metric_value(beam.get("test"), metric),
+        eval_data=evaluation_data(data.get("config")),
     )
+
+
+TRAINING_DATA_KEYS = frozenset({"limit_train", "train_size"})
+"""Task options that change only the training set: rows that differ in them (MLE on 5x the data against
+SeaRNN, say) are still scored on the same validation and test data."""
+
+
+def evaluation_data(sections: Any) -> dict[str, Any]:
+    """The options that fix a run's validation and test data: its task options (``results.json``'s ``config``
+    section ``task``: dataset, data dir, noise, split seed, ...) except :data:`TRAINING_DATA_KEYS`, and
+    ``limit_valid``. Empty for runs written without a config."""
+    if not isinstance(sections, dict):
+        return {}
+    task = sections.get("task") if isinstance(sections.get("task"), dict) else {}
+    train = sections.get("train") if isinstance(sections.get("train"), dict) else {}
+    data = {k: v for k, v in task.items() if k not in TRAINING_DATA_KEYS}
+    if "limit_valid" in train:
+        data["limit_valid"] = train["limit_valid"]
+    return data
 
 
 SPLITS = ("test", "test_beam")
@@ -495,9 +518,10 @@ def stats_table(groups: Sequence[Group], which: str = "test") -> str:
 
 
 def tests_table(groups: Sequence[Group], against: Sequence[str], which: str = "test") -> tuple[str, list[dict]]:
-    """Every row against each ``against`` row of the same task and metric: difference of means, Welch's t-test
-    and a bootstrap 95% interval and p-value (:mod:`searnn.significance`). Returns the markdown and the
-    JSON form."""
+    """Every row against each ``against`` row of the same task and metric, scored on the same data (equal
+    :attr:`RunResult.eval_data`: spelling at noise 0.3 is not tested against noise 0.5): difference of means,
+    Welch's t-test and a bootstrap 95% interval and p-value (:mod:`searnn.significance`). Returns the
+    markdown and the JSON form."""
     from searnn.significance import bootstrap, welch
 
     by_label = {g.label: g for g in groups}
@@ -512,6 +536,8 @@ def tests_table(groups: Sequence[Group], against: Sequence[str], which: str = "t
         b = ref.stat(which).values
         for g in groups:
             if g is ref or (g.task, g.metric) != (ref.task, ref.metric):
+                continue
+            if g.runs[0].eval_data != ref.runs[0].eval_data:  # another test set: nothing to compare
                 continue
             a = g.stat(which).values
             w, bs = welch(a, b), bootstrap(a, b)
@@ -606,8 +632,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--stats", action="store_true",
                         help="also print each row's test spread over seeds: median, range, every seed's value")
     parser.add_argument("--test-against", action="append", default=[], metavar="ROW",
-                        help="also test every row of the same task against ROW (Welch's t-test and a "
-                        "bootstrap of the difference of test means); repeatable")
+                        help="also test every row of the same task and evaluation data against ROW (Welch's "
+                        "t-test and a bootstrap of the difference of test means); repeatable")
     parser.add_argument("--split", choices=SPLITS, default="test",
                         help="test: the greedy valid/test figures (default); test_beam: those of the beam test "
                         "(--test-beam K, len_norm chosen on validation; runs without one are left out)")
