@@ -50,6 +50,19 @@ if (run_dir.parent.parent / "HANG").exists() and opts["hidden"] == 7:
 if opts["lr"] == 0.5:
     print("boom: this run fails", flush=True)
     sys.exit(3)
+race = run_dir.parent.parent / "RACE"
+if race.exists() and not (run_dir / "raced").exists():  # another grid's trainer locks the run as we start
+    import subprocess
+    (run_dir / "raced").write_text("1")
+    ready = run_dir / "other_ready"
+    holder = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+              "fcntl.flock(fd, fcntl.LOCK_EX); open(sys.argv[2], 'w').write('1'); time.sleep(1.5)")
+    subprocess.Popen([sys.executable, "-c", holder, str(run_dir / "train.lock"), str(ready)],
+                     start_new_session=True)
+    while not ready.exists():
+        time.sleep(0.02)
+    print("searnn train: error: this run is being trained by another process", flush=True)
+    sys.exit(1)
 value = 100 * opts["lr"] + opts["seed"]
 results = {"task": opts["task"], "objective": opts.get("objective", "mle"), "metric": "cer",
            "lower_is_better": True, "valid": {"cer": value}, "test": {"cer": value + 1}, "best_epoch": 1,
@@ -290,6 +303,20 @@ def test_failures_are_reported_with_their_log(tmp_path, fake_train, capsys):
     assert cli(["experiment", str(path)]) == 0
     after = mtimes(out)
     assert {k: after[k] for k in before} == before and len(after) == 5
+
+
+def test_a_run_taken_by_another_grid_as_it_starts_is_waited_for_not_failed(tmp_path, fake_train, capsys):
+    """Two grids on one out dir: the other one's trainer may lock a run between this grid's lock check and its
+    trainer's start. The trainer then exits with the lock error; the grid waits for the holder and resumes
+    the run (here the holder ends without finishing it) instead of reporting a failure."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "RACE").touch()
+    path = write_grid(tmp_path, GRID.format(out=out).replace("seeds: [1, 2, 3]", "seeds: [1]"))
+    assert cli(["experiment", str(path), "--jobs", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "took it as this grid started it" in text and "is free again: resuming it" in text
+    assert "FAILED" not in text and len(mtimes(out)) == 3
 
 
 def test_interrupted_fake_grid_stops_children_and_resumes(tmp_path, fake_train, capsys):

@@ -498,6 +498,12 @@ def launch(
             for proc in [p for p in active if p.poll() is not None]:
                 run, start, log = active.pop(proc)
                 log.close()
+                holder = lock_holder(run.run_dir) if proc.returncode != 0 else None
+                if holder is not None:  # another grid's trainer took the run between our check and the start
+                    waiting.append(run)
+                    echo(f"waiting for {run.label}: process {holder or '?'} (not started by this grid) took it "
+                         "as this grid started it; it is taken up again when that process ends")
+                    continue
                 finished += 1
                 seconds = time.monotonic() - start
                 log_path = run.run_dir / LOG_FILE
