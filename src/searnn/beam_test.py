@@ -27,15 +27,16 @@ from searnn.data.task import TaskData
 Evaluate = Callable[..., dict[str, Any]]
 
 
+def len_norm_choices(cfg: TrainConfig) -> list[float]:
+    """The exponents the beam test tries, in the order given, each once (the keys of ``valid_by_len_norm``)."""
+    return list(dict.fromkeys(float(c) for c in cfg.len_norm_choices))
+
+
 def choose_len_norm(scores: dict[float, float], lower_is_better: bool) -> float:
     """The choice with the best validation score, the first of equal ones (``scores`` in the order tried)."""
-    best: float | None = None
-    for choice, value in scores.items():
-        if best is None or (value < scores[best] if lower_is_better else value > scores[best]):
-            best = choice
-    if best is None:
+    if not scores:
         raise ValueError("no length-normalisation choice was scored")
-    return best
+    return (min if lower_is_better else max)(scores, key=scores.__getitem__)
 
 
 def beam_test(model: torch.nn.Module, task: TaskData, cfg: TrainConfig, device: torch.device,
@@ -49,7 +50,7 @@ def beam_test(model: torch.nn.Module, task: TaskData, cfg: TrainConfig, device: 
         evaluate = default_evaluate
     metric = task.metric
     by_choice: dict[float, float] = {}
-    for choice in dict.fromkeys(float(c) for c in cfg.len_norm_choices):
+    for choice in len_norm_choices(cfg):
         beam_cfg = dataclasses.replace(cfg, beam=cfg.test_beam, len_norm=choice)
         by_choice[choice] = float(evaluate(model, task, "valid", beam_cfg, device)[metric])
     chosen = choose_len_norm(by_choice, task.lower_is_better)

@@ -251,6 +251,8 @@ def has_requested_beam_test(cfg: RunConfig, results: dict[str, Any]) -> bool:
     """Whether ``results`` hold the beam test ``cfg`` asks for (``--test-beam``, ``--len-norm-choices``). A
     finished run asked for another one is not finished: it resumes from ``last.pt`` straight to the final
     evaluation, which adds the beam test (:mod:`searnn.beam_test`) without training further."""
+    from searnn.beam_test import len_norm_choices
+
     t = cfg.train
     if not t.test_beam:
         return True
@@ -258,7 +260,7 @@ def has_requested_beam_test(cfg: RunConfig, results: dict[str, Any]) -> bool:
     if not isinstance(beam, dict) or beam.get("beam") != t.test_beam:
         return False
     tried = beam.get("valid_by_len_norm")
-    return isinstance(tried, dict) and list(tried) == [str(c) for c in dict.fromkeys(map(float, t.len_norm_choices))]
+    return isinstance(tried, dict) and list(tried) == [str(c) for c in len_norm_choices(t)]
 
 
 def capture_rng() -> tuple[Any, ...]:
