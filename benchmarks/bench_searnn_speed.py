@@ -26,10 +26,15 @@ It prints seconds per batch and per epoch-equivalent and the ratio to MLE, then 
 step (embedding, the same GRU layer, output projection, argmax) at the same mean batch size. The
 objectives take turns batch by batch, so that a drifting machine load weighs on all alike.
 
-Usage: ``python benchmarks/bench_searnn_speed.py [--task ocr|translation|large] [--batches 30] [--threads 1]
-[--device cpu] [--pretrain 0] [--profile] [--static-shapes off|on]``. ``--static-shapes on`` also times the
-static-shape search engine (the CUDA default, :mod:`searnn.search.static`) on the same settings; the other
-SeaRNN runs use the dynamic engine on every device.
+``--arch transformer`` runs the same objectives with the pre-LayerNorm Transformer of
+configs/experiments/transformer.yaml instead (OCR: d=64, 4 heads, feed-forward 256, 2+2 layers, aligned
+input; translation: d=128, same otherwise); the RNN-only rows (plain decoder steps, the bare GRU loop) are
+left out, and ``benchmarks/bench_transformer.py`` compares its roll-outs with a bare incremental loop.
+
+Usage: ``python benchmarks/bench_searnn_speed.py [--task ocr|translation|large] [--arch rnn|transformer]
+[--batches 30] [--threads 1] [--device cpu] [--pretrain 0] [--profile] [--static-shapes off|on]``.
+``--static-shapes on`` also times the static-shape search engine (the CUDA default,
+:mod:`searnn.search.static`) on the same settings; the other SeaRNN runs use the dynamic engine on every device.
 Timings on shared machines drift; the ratios are the meaningful numbers.
 """
 
@@ -38,6 +43,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import functools
 import random
 import resource
@@ -56,6 +62,7 @@ from searnn.data.task import TaskData
 from searnn.data.vocab import Vocab
 from searnn.models import ModelConfig, Seq2Seq
 from searnn.models.functional import tanh
+from searnn.models.transformer import Transformer
 from searnn.objectives.mle import MleConfig, MleObjective
 from searnn.objectives.searnn import SearnnConfig, SearnnObjective
 from searnn.profiling import profiling, region
@@ -198,6 +205,16 @@ TRANSLATION_MODEL = ModelConfig(
 )
 """The Multi30k model of configs/translation/mle.yaml."""
 
+TRANSFORMER = dict(arch="transformer", heads=4, ffn_dim=256, enc_layers=2, dec_layers=2)
+"""The Transformer of configs/experiments/transformer.yaml (``hidden`` per task: OCR 64, translation 128)."""
+
+
+def transformer_config(cfg: ModelConfig, task_name: str) -> ModelConfig:
+    """``cfg`` with the Transformer of configs/experiments/transformer.yaml (``--arch transformer``)."""
+    if task_name == "ocr":
+        return dataclasses.replace(cfg, hidden=64, aligned_input=True, **TRANSFORMER)
+    return dataclasses.replace(cfg, **TRANSFORMER)
+
 
 def load_translation() -> tuple[TaskData, str]:
     """Multi30k De->En, the first 10,000 training pairs (as section 9)."""
@@ -244,11 +261,12 @@ def pretrain(model: Seq2Seq, objective: MleObjective, batches: list[Batch], step
 
 
 def runs_for(
-    task_name: str, task: TaskData, shortlist: int, horizon: int = 0, static: bool = False
+    task_name: str, task: TaskData, shortlist: int, horizon: int = 0, static: bool = False, rnn: bool = True
 ) -> tuple[dict, dict[str, Callable]]:
     """The objectives timed for ``task_name`` and the model patches of some of them. The SeaRNN runs use the
     dynamic search engine (``static_shapes='off'``, also on CUDA); ``static`` adds the same settings with the
-    static-shape engine (:mod:`searnn.search.static`), to compare the two engines."""
+    static-shape engine (:mod:`searnn.search.static`), to compare the two engines; ``rnn=False`` (the
+    Transformer) leaves out the RNN's plain-steps row."""
     dyn = {"static_shapes": "off"}
     if task_name == "ocr":
         runs: dict = {
@@ -264,6 +282,8 @@ def runs_for(
             runs[STATIC + "SeaRNN sampled (KL, top-k 5)"] = SearnnObjective(
                 SearnnConfig(sample_tokens="topk", num_tokens=5, static_shapes="on"), task
             )
+        if not rnn:
+            return runs, {}
         runs[PLAIN] = SearnnObjective(SearnnConfig(**dyn), task)
         return runs, {PLAIN: plain_steps}
     runs = {"MLE": MleObjective(MleConfig(), task)}
@@ -329,6 +349,7 @@ def print_profile(name: str, regions: dict[str, float], logs: dict[str, float], 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", choices=("ocr", "translation", "large"), default="ocr")
+    parser.add_argument("--arch", choices=("rnn", "transformer"), default="rnn", help="the model (see above)")
     parser.add_argument("--batches", type=int, default=30, help="timed batches per objective")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0 = torch default)")
@@ -364,11 +385,14 @@ def main() -> None:
     else:
         task, source = load_large(args.seed, args.vocab_size)
         cfg = TRANSLATION_MODEL
+    if args.arch == "transformer":
+        cfg = transformer_config(cfg, args.task)
     all_batches = list(make_batches(task.train, args.batch_size, shuffle=True, seed=args.seed))
     batches = [b.to(device) for b in all_batches[: args.batches]]
     per_epoch = len(all_batches)
     torch.manual_seed(args.seed)
-    model = Seq2Seq(
+    model_cls = Seq2Seq if args.arch == "rnn" else Transformer
+    model = model_cls(
         cfg, [len(v) for v in task.src_vocabs], task.src_feature_dim, len(task.tgt_vocab)
     ).to(device)
     model.train()
@@ -376,7 +400,8 @@ def main() -> None:
     print(
         f"data {source}: {len(task.train)} train pairs, {len(task.tgt_vocab)} target ids, {per_epoch} batches "
         f"of {args.batch_size}/epoch (length-bucketed; {cells:.0f} target cells per timed batch); timing "
-        f"{args.batches} batches; device {device}, threads {torch.get_num_threads()}"
+        f"{args.batches} batches; {args.arch} model of {sum(p.numel() for p in model.parameters()):,} parameters; "
+        f"device {device}, threads {torch.get_num_threads()}"
     )
     if args.model_file and Path(args.model_file).exists():
         model.load_state_dict(load_checkpoint(Path(args.model_file), device, what="--model-file")["model"])
@@ -388,7 +413,9 @@ def main() -> None:
         if args.model_file:
             atomic_save({"model": model.state_dict()}, Path(args.model_file))
 
-    runs, patches = runs_for(args.task, task, args.shortlist_size, args.horizon, static=args.static_shapes == "on")
+    runs, patches = runs_for(
+        args.task, task, args.shortlist_size, args.horizon, static=args.static_shapes == "on", rnn=args.arch == "rnn"
+    )
     results = time_objectives(runs, model, batches, warmup=args.warmup, patches=patches, profile=args.profile)
 
     mle_s = results["MLE"][0]
@@ -413,7 +440,7 @@ def main() -> None:
             print_profile(name, regions, logs, n)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(f"\npeak RSS of the process: {peak:,.0f} MiB")
-    if args.task != "ocr":
+    if args.task != "ocr" or args.arch != "rnn":
         return
 
     print(

@@ -41,3 +41,10 @@ def test_searnn_speed_benchmark_translation_profile_runs() -> None:
 def test_searnn_speed_benchmark_large_vocabulary_runs() -> None:
     out = run_bench("--task", "large", "--batches", "1", "--warmup", "0", "--batch-size", "8")
     assert "30000 target ids" in out and "SeaRNN s9 shortlist" in out and "peak RSS" in out
+
+
+def test_searnn_speed_benchmark_transformer_runs() -> None:
+    out = run_bench("--arch", "transformer", "--batches", "1", "--warmup", "0", "--batch-size", "8")
+    assert "transformer model of" in out
+    assert "SeaRNN full (KL, all tokens)" in out and "SeaRNN sampled (KL, top-k 5)" in out
+    assert "plain steps" not in out and "bare table" not in out
