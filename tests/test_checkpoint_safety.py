@@ -443,3 +443,21 @@ def test_unusable_run_dir_or_lock_file_is_one_error_line(tmp_path, capsys):
     (run_dir / ckpt.LOCK).mkdir(parents=True)  # the lock file cannot be created
     assert cli(cli_args(run_dir)) == 1
     one_error_line(capsys.readouterr().err, "cannot create the lock file", str(run_dir / ckpt.LOCK))
+
+
+def test_warm_start_from_a_run_still_in_training_is_refused(trained, tmp_path, capsys):
+    """A run dir whose lock is held (its trainer is running) holds only the best checkpoint so far: refused
+    with one line; the same run once its lock is released, or its best.pt named as a file, is taken."""
+    from searnn import runlock
+
+    source = copy_run(trained, tmp_path / "source")
+    lock = runlock.acquire_lock(source)
+    try:
+        assert cli(cli_args(tmp_path / "new", warm_start=str(source))) == 1
+        one_error_line(capsys.readouterr().err, "--warm-start", "still being trained", "best.pt")
+        assert not (tmp_path / "new" / "config.yaml").exists()  # refused before the run dir is written
+        assert cli(cli_args(tmp_path / "file", warm_start=str(source / "best.pt"))) == 0
+    finally:
+        runlock.release_lock(lock)
+    assert cli(cli_args(tmp_path / "after", warm_start=str(source))) == 0
+    capsys.readouterr()

@@ -25,7 +25,7 @@ import torch
 
 import searnn
 from searnn import checkpoint as ckpt
-from searnn import distributed, precision
+from searnn import distributed, precision, runlock
 from searnn.beam_test import beam_test
 from searnn.config import RunConfig
 from searnn.data.batch import Batch, make_batches
@@ -85,13 +85,22 @@ def check_vocabs(run_dir: Path, task: TaskData) -> None:
 
 
 def check_warm_start(source: str) -> None:
-    """``--warm-start`` (when set) must name a checkpoint file or a run dir holding ``best.pt``."""
+    """``--warm-start`` (when set) must name a checkpoint file or a run dir holding ``best.pt``.
+
+    A run dir that another process is training right now is refused: its ``best.pt`` is only the best so
+    far and is rewritten under the new run (e.g. a grid warm-starting from a run of another grid that has
+    not finished). Naming the checkpoint file itself takes it as it is."""
     if not source:
         return
     path = Path(source)
     target = path / ckpt.BEST if path.is_dir() else path
     if not target.is_file():
         raise SearnnError(f"--warm-start {source}: no checkpoint at {target}")
+    if path.is_dir() and (pid := runlock.lock_holder(path)) is not None:
+        who = f"process {pid}" if pid else "another process"
+        raise SearnnError(f"--warm-start {source}: that run is still being trained by {who}, so its {ckpt.BEST} "
+                          f"is only the best so far; wait for it to finish, or pass {target} to start from "
+                          "that checkpoint as it is now")
 
 
 class Plateau:
