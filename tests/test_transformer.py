@@ -193,8 +193,9 @@ def test_transformer_grids_validate(tmp_path, monkeypatch, capsys) -> None:
     monkeypatch.chdir(tmp_path)  # runs/ (and the warm-start sources) relative to an empty directory
     assert main(["experiment", str(grids / "transformer.yaml"), "--dry-run"]) == 0
     capsys.readouterr()
-    assert main(["experiment", str(grids / "transformer_searnn.yaml"), "--dry-run"]) == 1
-    assert "warm_start 'runs/transformer/mt-mle/seed1' does not exist" in capsys.readouterr().out
+    for grid, row in (("transformer_searnn_mt.yaml", "mt-mle"), ("transformer_searnn_ocr.yaml", "ocr-mle")):
+        assert main(["experiment", str(grids / grid), "--dry-run"]) == 1
+        assert f"warm_start 'runs/transformer/{row}/seed1' does not exist" in capsys.readouterr().out
 
 
 def test_transformer_benchmark_runs() -> None:
