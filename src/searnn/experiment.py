@@ -101,6 +101,7 @@ def write_results(grid: Grid, failures: list[Failure]) -> str:
 
 
 def print_plan(grid: Grid) -> None:
+    """``--dry-run``: every run with its status and run dir, warm-start notes and problems, one run's command."""
     counts = {s: sum(r.status == s for r in grid.runs) for s in ("done", "resume", "new")}
     print(f"grid {grid.name} ({grid.path}): {len(grid.rows)} rows, {len(grid.runs)} runs "
           f"({counts['done']} done, {counts['resume']} to resume, {counts['new']} new), out {grid.out}")
@@ -123,6 +124,9 @@ def print_plan(grid: Grid) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """``searnn experiment``: plan, launch (local or Ray), write and print the table.
+
+    Returns 1 when a run failed (with ``--dry-run``: when a warm start is missing), else 0."""
     parser = CliParser(
         prog="searnn experiment",
         description="Train a grid of (row x seed) runs, each an ordinary `searnn train` in <out>/<row>/seed<k>, "

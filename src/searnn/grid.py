@@ -156,6 +156,7 @@ def _flatten(values: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _seeds(value: Any, where: str) -> list[int]:
+    """A ``seeds:`` value checked: a non-empty list of distinct integers (``where`` prefixes the errors)."""
     if not isinstance(value, list) or not value:
         raise ConfigError(f"{where}: `seeds` must be a non-empty list of integers, e.g. [1, 2, 3]; got {value!r}")
     for s in value:
@@ -167,6 +168,7 @@ def _seeds(value: Any, where: str) -> list[int]:
 
 
 def _config_file(value: Any, base_dir: Path, where: str) -> dict[str, Any]:
+    """The flat options of a ``config:`` file (a path relative to ``base_dir``, the grid file's folder)."""
     if not isinstance(value, str) or not value:
         raise ConfigError(f"{where}: `config` must be the path of a YAML config file, got {value!r}")
     path = Path(value).expanduser()
@@ -179,6 +181,7 @@ def _config_file(value: Any, base_dir: Path, where: str) -> dict[str, Any]:
 
 
 def _unknown(kind: str, key: str, valid: tuple[str, ...], where: str) -> ConfigError:
+    """The error for an unknown key: the closest valid keys as a hint, else the list of valid ones."""
     close = difflib.get_close_matches(key, valid, n=2, cutoff=0.6)
     hint = f"did you mean {', '.join(close)}?" if close else f"valid: {', '.join(valid)}"
     return ConfigError(f"{where}: unknown {kind} {key!r}; {hint}")

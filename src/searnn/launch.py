@@ -62,6 +62,8 @@ def train_command(options_file: Path) -> list[str]:
 
 @dataclass
 class Failure:
+    """A run that did not finish: why (exit status and the last line of its log) and the log's path."""
+
     run: PlannedRun
     reason: str
     log: Path
@@ -81,6 +83,7 @@ def _prepare(grid: Grid, run: PlannedRun) -> Path:
 
 
 def _last_line(log: Path) -> str:
+    """The last non-blank line of a log (at most 300 characters); empty when there is none or it is unreadable."""
     try:
         lines = [ln.strip() for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
@@ -89,6 +92,7 @@ def _last_line(log: Path) -> str:
 
 
 def _summary(run: PlannedRun) -> str:
+    """``": valid cer 12.34, test cer 13.45"`` for a finished run; empty when its results are unreadable."""
     try:
         r = report.load_result(run.run_dir)
     except SearnnError:
