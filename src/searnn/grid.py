@@ -58,7 +58,7 @@ from typing import Any
 
 import yaml
 
-from searnn import report
+from searnn import run_results
 from searnn.config import SECTIONS, RunConfig, build_config, read_text_file, read_yaml, yaml_error
 from searnn.errors import ConfigError, SearnnError
 
@@ -284,7 +284,7 @@ def run_status(run: PlannedRun) -> str:
     from searnn.checkpoint import config_differences, has_requested_beam_test, load_saved_config
 
     cfg_path = run.run_dir / "config.yaml"
-    results_path = run.run_dir / report.RESULTS
+    results_path = run.run_dir / run_results.RESULTS
     results: dict[str, Any] | None = None
     if results_path.exists():
         try:
