@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from searnn import experiment, report
+from searnn import experiment, launch, report
 from searnn.cli import main as cli
 from searnn.config import build_config
 from searnn.errors import ConfigError, DataError
@@ -78,7 +78,7 @@ def fake_train(tmp_path, monkeypatch):
     """Replace `searnn train` subprocesses by the fake trainer above."""
     script = tmp_path / "fake_train.py"
     script.write_text(FAKE_TRAIN)
-    monkeypatch.setattr(experiment, "train_command", lambda options: [sys.executable, str(script), str(options)])
+    monkeypatch.setattr(launch, "train_command", lambda options: [sys.executable, str(script), str(options)])
     return script
 
 
@@ -521,9 +521,9 @@ def test_report_and_plot_keep_the_grid_row_order(tmp_path, fake_train, capsys):
 
 DRIVER = r'''
 import sys
-from searnn import experiment
+from searnn import experiment, launch
 fake, grid = sys.argv[1], sys.argv[2]
-experiment.train_command = lambda options: [sys.executable, fake, str(options)]
+launch.train_command = lambda options: [sys.executable, fake, str(options)]
 sys.exit(experiment.main([grid, "--jobs", "1"]))
 '''
 
@@ -613,7 +613,8 @@ def test_grid_files_are_written_through_the_atomic_helper(tmp_path, fake_train, 
         written.append(str(Path(path).relative_to(tmp_path / "out")))
         real(text, path)
 
-    monkeypatch.setattr(experiment, "atomic_write_text", spy)
+    monkeypatch.setattr(experiment, "atomic_write_text", spy)  # grid.yaml, results.md, results.json
+    monkeypatch.setattr(launch, "atomic_write_text", spy)  # each run's options.yaml and grid_run.json
     out = tmp_path / "out"
     assert cli(["experiment", str(write_grid(tmp_path, GRID.format(out=out)))]) == 0
     for name in ("grid.yaml", "results.md", "results.json", "a/seed1/options.yaml", "a/seed1/grid_run.json",
@@ -684,7 +685,7 @@ def test_a_run_warm_starting_from_another_row_waits_for_it(tmp_path, monkeypatch
     only after the base run it warm-starts from has finished; when that one fails, it is not started."""
     script = tmp_path / "dep_train.py"
     script.write_text(DEPENDENT_TRAIN)
-    monkeypatch.setattr(experiment, "train_command", lambda options: [sys.executable, str(script), str(options)])
+    monkeypatch.setattr(launch, "train_command", lambda options: [sys.executable, str(script), str(options)])
     out = tmp_path / "runs"
     grid = experiment.load_grid(write_grid(tmp_path, DEPENDENT_GRID.format(out=out, lr=lr)))
     lines: list[str] = []

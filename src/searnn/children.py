@@ -5,7 +5,7 @@ training on, unsupervised, into run directories that a rerun of the grid then fi
 On Linux the child asks the kernel (``prctl(PR_SET_PDEATHSIG, SIGTERM)``) for a SIGTERM when its parent dies;
 ``searnn train`` treats SIGTERM like Ctrl-C: it saves ``last.pt`` and exits, so the run resumes on the next
 attempt. Elsewhere there is no such mechanism and :func:`die_with_parent` returns ``None`` (children then
-outlive a SIGKILLed driver, and a rerun waits for them, see :func:`searnn.experiment.launch`).
+outlive a SIGKILLed driver, and a rerun waits for them, see :func:`searnn.launch.launch`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """``searnn experiment GRID.yaml --launcher ray``: every (row, seed) of a grid as a task of a Ray cluster.
 
 The driver (the machine where ``searnn experiment`` runs) plans the grid exactly as the local launcher does
-(:func:`searnn.experiment.load_grid`: finished runs are skipped, the others resume from ``last.pt``), writes
+(:func:`searnn.grid.load_grid`: finished runs are skipped, the others resume from ``last.pt``), writes
 each run's ``options.yaml``, and submits one Ray task per run that is not done, asking for
 ``--cpus-per-run`` CPUs and ``--gpus-per-run`` GPUs. The task runs the same command as the local launcher,
 ``python -m searnn.cli train --config <run dir>/options.yaml``, on whichever node Ray picks, appending to
@@ -87,9 +87,9 @@ def launch_ray(
     poll_seconds: float = 0.5,
 ) -> list[Any]:
     """Run every planned run of ``grid`` that is not done as a Ray task; returns the failures
-    (:class:`searnn.experiment.Failure`). ``address``: the cluster to join (``None``: the one ``RAY_ADDRESS``
+    (:class:`searnn.launch.Failure`). ``address``: the cluster to join (``None``: the one ``RAY_ADDRESS``
     names, or a Ray instance already initialised in this process, else a local one)."""
-    from searnn import experiment
+    from searnn.launch import LOG_FILE, Failure, _last_line, _prepare, _summary
 
     check_resources(cpus_per_run, gpus_per_run)
     ray = import_ray()
@@ -109,20 +109,20 @@ def launch_ray(
     failures: list[Any] = []
     try:
         for run in todo:
-            options_file = experiment._prepare(grid, run)
+            options_file = _prepare(grid, run)
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             header = f"=== searnn experiment {grid.name}: {run.label} ({run.status}, ray) at {stamp} ==="
-            ref = task.remote(str(options_file), str(run.run_dir / experiment.LOG_FILE), header,
+            ref = task.remote(str(options_file), str(run.run_dir / LOG_FILE), header,
                               run.config.train.threads)
             pending[ref] = (run, time.monotonic())
             verb = "resuming" if run.status == "resume" else "submitting"
             echo(f"[{done + len(pending)}/{len(grid.runs)}] {verb} {run.label} as a Ray task "
-                 f"(log: {run.run_dir / experiment.LOG_FILE})")
+                 f"(log: {run.run_dir / LOG_FILE})")
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=poll_seconds)
             for ref in ready:
                 run, start = pending.pop(ref)
-                log_path = run.run_dir / experiment.LOG_FILE
+                log_path = run.run_dir / LOG_FILE
                 try:
                     code: int | str = ray.get(ref)
                 except Exception as e:  # the task itself failed (worker died, node lost)
@@ -130,13 +130,13 @@ def launch_ray(
                 if code == 0 and (run.run_dir / report.RESULTS).exists():
                     run.status = "done"
                     echo(f"finished {run.label} in {report.format_seconds(time.monotonic() - start)}"
-                         f"{experiment._summary(run)}")
+                         f"{_summary(run)}")
                     continue
                 reason = code if isinstance(code, str) else f"exit status {code}"
                 if code == 0:
                     reason = f"exited without writing {report.RESULTS}"
-                last = experiment._last_line(log_path)
-                failures.append(experiment.Failure(run, f"{reason}: {last}" if last else reason, log_path))
+                last = _last_line(log_path)
+                failures.append(Failure(run, f"{reason}: {last}" if last else reason, log_path))
                 echo(f"FAILED {run.label} ({reason}); log: {log_path}")
     except BaseException as e:  # Ctrl-C, SIGTERM or an error of ours: no task may keep training
         if isinstance(e, KeyboardInterrupt):

@@ -28,11 +28,14 @@ Runs of different tasks or metrics never share a group. One table line per group
 
 The best mean valid and test values of each task (among two or more groups) are set in bold. The JSON form
 (``--out FILE.json``) holds the same numbers unrounded, with the per-seed values and run directories.
+
+Reading the runs (finding run dirs, :class:`RunResult`, :func:`load_result`) is :mod:`searnn.run_results`,
+whose names are re-exported here; the ``--stats`` and ``--test-against`` tables are :mod:`searnn.seed_tables`,
+``--paired-bs`` is :mod:`searnn.paired`, ``--against`` is :mod:`searnn.headlines`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import re
@@ -44,214 +47,30 @@ from typing import Any
 
 from searnn.cliparse import CliParser
 from searnn.errors import DataError, SearnnError
-
-RESULTS = "results.json"
-METRICS_LOG = "metrics.jsonl"
-RUN_MARKER = "grid_run.json"
-"""Written by ``searnn experiment`` in each run dir: ``{"grid", "row", "seed"}``."""
+from searnn.run_results import (
+    METRICS_LOG,
+    RESULTS,
+    RUN_MARKER,
+    SPLITS,
+    TRAINING_DATA_KEYS,
+    RunResult,
+    evaluation_data,
+    find_run_dirs,
+    is_run_results,
+    load_result,
+    natural_key,
+    read_marker,
+    row_label,
+    run_versions,
+    select_split,
+    unfinished_runs,
+)
+from searnn.run_results import _read_json as _read_json  # private, but plot.py read it from here
 
 GROUP_BY = ("row", "objective")
-_SEED_DIR = re.compile(r"^seed\d+$")
-_RUN_KEYS = ("task", "objective", "metric", "valid", "test")
 
 
-# --------------------------------------------------------------------------------------------- finding runs
-
-
-def natural_key(text: str) -> list[Any]:
-    """Sort key ordering embedded numbers by value (``seed2`` before ``seed10``)."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
-
-
-def is_run_results(data: Any) -> bool:
-    """Whether a parsed ``results.json`` is a run's (not a grid's aggregate)."""
-    return isinstance(data, dict) and all(k in data for k in _RUN_KEYS) and "rows" not in data
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: invalid JSON (line {e.lineno}: {e.msg})") from None
-
-
-def find_run_dirs(paths: Sequence[str | Path], filename: str = RESULTS) -> list[Path]:
-    """Run directories under ``paths`` holding ``filename`` (searched recursively), in natural order.
-
-    For ``results.json`` only runs' files count (a grid's aggregate is skipped). A path that does not exist
-    is an error; so is finding no run at all.
-    """
-    found: list[Path] = []
-    seen: set[Path] = set()
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise DataError(f"{path}: no such file or directory")
-        if path.is_file():
-            if path.name != filename:
-                raise DataError(f"{path}: expected a run directory (or its {filename})")
-            candidates = [path]
-        else:
-            candidates = sorted(path.rglob(filename), key=lambda p: natural_key(str(p)))
-        for candidate in candidates:
-            if filename == RESULTS and not is_run_results(_read_json(candidate)):
-                continue
-            run_dir = candidate.parent
-            key = run_dir.resolve()
-            if key not in seen:
-                seen.add(key)
-                found.append(run_dir)
-    if not found:
-        where = ", ".join(str(p) for p in paths)
-        raise DataError(f"no run directory with a {filename} under {where} (train the runs first)")
-    return found
-
-
-def read_marker(run_dir: Path) -> dict[str, Any]:
-    """The ``grid_run.json`` marker of a run dir (empty when the run was not made by a grid)."""
-    path = run_dir / RUN_MARKER
-    if not path.is_file():
-        return {}
-    data = _read_json(path)
-    return data if isinstance(data, dict) else {}
-
-
-def row_label(run_dir: Path, marker: dict[str, Any] | None = None) -> str:
-    """The row a run belongs to: the grid marker's, else its directory name (parent's for ``seed<k>``)."""
-    marker = read_marker(run_dir) if marker is None else marker
-    if marker.get("row"):
-        return str(marker["row"])
-    resolved = run_dir.resolve()
-    return resolved.parent.name if _SEED_DIR.match(resolved.name) else resolved.name
-
-
-# --------------------------------------------------------------------------------------------- one run
-
-
-@dataclass
-class RunResult:
-    """The figures of one finished run (from its ``results.json``)."""
-
-    run_dir: Path
-    row: str
-    task: str
-    objective: str
-    metric: str
-    lower_is_better: bool
-    seed: int | None
-    valid: float | None
-    test: float | None
-    best_epoch: int | None
-    epochs: int | None
-    seconds_per_epoch: float | None
-    train_seconds: float | None
-    config: dict[str, Any] = field(default_factory=dict)
-    """The run's resolved options, flat (``results.json``'s ``config`` sections merged)."""
-    versions: tuple[str, ...] = ()
-    """The code versions that trained and evaluated the run (:func:`searnn.provenance.short_version`);
-    ``("unknown",)`` for runs written before versions were recorded."""
-    beam_valid: float | None = None
-    beam_test: float | None = None
-    """``results.json``'s ``test_beam`` (``--test-beam K``): validation at the chosen len_norm, and test."""
-    eval_data: dict[str, Any] = field(default_factory=dict)
-    """What fixes the data the run was scored on (:func:`evaluation_data`): rows are tested against each other
-    only when these agree."""
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _metric_value(section: Any, metric: str) -> float | None:
-    if isinstance(section, dict):
-        return _number(section.get(metric))
-    return _number(section)
-
-
-def load_result(run_dir: str | Path) -> RunResult:
-    """Read a run dir's ``results.json`` (and grid marker) into a :class:`RunResult`."""
-    run_dir = Path(run_dir)
-    path = run_dir / RESULTS
-    if not path.is_file():
-        raise DataError(f"{run_dir}: no {RESULTS} (the run has not finished)")
-    data = _read_json(path)
-    if not is_run_results(data):
-        raise DataError(f"{path}: not the results of a `searnn train` run (needs keys {', '.join(_RUN_KEYS)})")
-    metric = str(data["metric"])
-    if "lower_is_better" in data:
-        lower = bool(data["lower_is_better"])
-    else:
-        from searnn.metrics import LOWER_IS_BETTER
-
-        lower = LOWER_IS_BETTER.get(metric, False)
-    marker = read_marker(run_dir)
-    seed = data.get("seed", marker.get("seed"))
-    beam = data["test_beam"] if isinstance(data.get("test_beam"), dict) else {}
-    return RunResult(
-        run_dir=run_dir,
-        row=row_label(run_dir, marker),
-        task=str(data["task"]),
-        objective=str(data["objective"]),
-        metric=metric,
-        lower_is_better=lower,
-        seed=int(seed) if isinstance(seed, int) else None,
-        valid=_metric_value(data["valid"], metric),
-        test=_metric_value(data["test"], metric),
-        best_epoch=data.get("best_epoch") if isinstance(data.get("best_epoch"), int) else None,
-        epochs=data.get("epochs") if isinstance(data.get("epochs"), int) else None,
-        seconds_per_epoch=_number(data.get("seconds_per_epoch")),
-        train_seconds=_number(data.get("train_seconds")),
-        config=_flat_config(data.get("config")),
-        versions=run_versions(data),
-        beam_valid=_metric_value(beam.get("valid"), metric),
-        beam_test=_metric_value(beam.get("test"), metric),
-        eval_data=evaluation_data(data.get("config")),
-    )
-
-
-TRAINING_DATA_KEYS = frozenset({"limit_train", "train_size"})
-"""Task options that change only the training set: rows that differ in them (MLE on 5x the data against
-SeaRNN, say) are still scored on the same validation and test data."""
-
-
-def evaluation_data(sections: Any) -> dict[str, Any]:
-    """The options that fix a run's validation and test data: its task options (``results.json``'s ``config``
-    section ``task``: dataset, data dir, noise, split seed, ...) except :data:`TRAINING_DATA_KEYS`, and
-    ``limit_valid``. Empty for runs written without a config."""
-    if not isinstance(sections, dict):
-        return {}
-    task = sections.get("task") if isinstance(sections.get("task"), dict) else {}
-    train = sections.get("train") if isinstance(sections.get("train"), dict) else {}
-    data = {k: v for k, v in task.items() if k not in TRAINING_DATA_KEYS}
-    if "limit_valid" in train:
-        data["limit_valid"] = train["limit_valid"]
-    return data
-
-
-SPLITS = ("test", "test_beam")
-"""``searnn report --split``: the greedy results (``valid``, ``test``) or the beam ones (``test_beam``)."""
-
-
-def select_split(runs: Sequence[RunResult], split: str) -> list[RunResult]:
-    """The runs with their valid/test figures of ``split``: ``test`` as they are; ``test_beam`` replaces them by
-    the beam-search ones and leaves out runs trained without ``--test-beam``."""
-    if split == "test":
-        return list(runs)
-    return [dataclasses.replace(r, valid=r.beam_valid, test=r.beam_test) for r in runs if r.beam_test is not None]
-
-
-def _flat_config(sections: Any) -> dict[str, Any]:
-    """``{"train": {...}, "model": {...}}`` -> one flat dict (option names are unique across sections)."""
-    flat: dict[str, Any] = {}
-    if isinstance(sections, dict):
-        for value in sections.values():
-            if isinstance(value, dict):
-                flat.update(value)
-    return flat
+# --------------------------------------------------------------------------------------------- checks
 
 
 SAME_RUN_KEYS = frozenset({"seed", "run_dir", "progress", "threads", "checkpoint_minutes", "eval_batch_size"})
@@ -492,88 +311,6 @@ TABLE_NOTE = (
 )
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
-
-
-def _format_p(p: float) -> str:
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
-def stats_table(groups: Sequence[Group], which: str = "test") -> str:
-    """Per-row spread of the ``which`` metric over seeds: n, mean ± std, median, min-max, and the seeds' values."""
-    from searnn.significance import summary
-
-    lines = [f"| row | metric | n | {which} mean ± std | median | range | per seed |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    for g in groups:
-        values = g.stat(which).values
-        if not values:
-            continue
-        s = summary(values)
-        seeds = ", ".join(f"{r.seed}: {getattr(r, which):.2f}" for r in g.runs if getattr(r, which) is not None)
-        lines.append(f"| {g.label} | {g.metric} {'↓' if g.lower_is_better else '↑'} | {s.n} | "
-                     f"{format_mean_std(g.stat(which))} | {s.median:.2f} | {s.low:.2f}–{s.high:.2f} | {seeds} |")
-    return "\n".join(lines)
-
-
-def tests_table(groups: Sequence[Group], against: Sequence[str], which: str = "test") -> tuple[str, list[dict]]:
-    """Every row against each ``against`` row of the same task and metric, scored on the same data (equal
-    :attr:`RunResult.eval_data`: spelling at noise 0.3 is not tested against noise 0.5): difference of means,
-    Welch's t-test and a bootstrap 95% interval and p-value (:mod:`searnn.significance`). Returns the
-    markdown and the JSON form."""
-    from searnn.significance import bootstrap, welch
-
-    by_label = {g.label: g for g in groups}
-    unknown = [a for a in against if a not in by_label]
-    if unknown:
-        raise SearnnError(f"--test-against {unknown[0]!r}: no such row; rows: {', '.join(by_label)}")
-    lines = [f"| row | against | {which} difference | Welch t (df) | Welch p | bootstrap 95% interval | bootstrap p |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    records = []
-    for name in against:
-        ref = by_label[name]
-        b = ref.stat(which).values
-        for g in groups:
-            if g is ref or (g.task, g.metric) != (ref.task, ref.metric):
-                continue
-            if g.runs[0].eval_data != ref.runs[0].eval_data:  # another test set: nothing to compare
-                continue
-            a = g.stat(which).values
-            w, bs = welch(a, b), bootstrap(a, b)
-            if bs is None:
-                continue
-            record = {"row": g.label, "against": name, "metric": g.metric, "split": which, "diff": bs.diff,
-                      "welch": None if w is None else {"t": w.t, "df": w.df, "p": w.p},
-                      "bootstrap": {"low": bs.low, "high": bs.high, "p": bs.p, "resamples": bs.resamples}}
-            records.append(record)
-            welch_cells = ["—", "—"] if w is None else [f"{w.t:.2f} ({w.df:.1f})", _format_p(w.p)]
-            lines.append(f"| {g.label} | {name} | {bs.diff:+.2f} | " + " | ".join(welch_cells)
-                         + f" | [{bs.low:+.2f}, {bs.high:+.2f}] | {_format_p(bs.p)} |")
-    return "\n".join(lines), records
-
-
-TESTS_NOTE = (
-    "difference: mean of the row minus mean of the row it is tested against; Welch: unequal-variance t-test, "
-    "two-sided; bootstrap: 10,000 resamples of each row's seeds (interval: percentile; p: resampled under equal "
-    "means), generator seed 0."
-)
-
-
-def run_versions(data: dict[str, Any]) -> tuple[str, ...]:
-    """The code versions of a run's ``results.json``: those of its training epochs (``trained_with``) and the
-    one that evaluated it (``code``), each as :func:`searnn.provenance.short_version`."""
-    from searnn.provenance import short_version
-
-    labels = [str(v) for v in data.get("trained_with", []) if isinstance(v, str)]
-    code = data.get("code")
-    if isinstance(code, dict):
-        labels.append(short_version(code))
-    elif "torch_version" in data:  # written before provenance: the package and torch versions only
-        labels.append(f"v{data.get('searnn_version', '?')} torch {data['torch_version']} (no commit recorded)")
-    return tuple(dict.fromkeys(labels)) or ("unknown",)
-
-
 def versions_note(groups: Sequence[Group]) -> str:
     """One line naming the code versions of the runs in a table, with a warning when there are several (a
     change that only moves float rounding can move a long run by more than the seed spread)."""
@@ -586,19 +323,6 @@ def versions_note(groups: Sequence[Group]) -> str:
 
 def report_json(groups: Sequence[Group], group_by: str, **extra: Any) -> dict[str, Any]:
     return {**extra, "group_by": group_by, "rows": [g.to_json() for g in groups]}
-
-
-def unfinished_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run dirs under ``paths`` that were started (``config.yaml``) but have no ``results.json``."""
-    out = []
-    for raw in paths:
-        path = Path(raw)
-        if path.is_dir():
-            for cfg in sorted(path.rglob("config.yaml"), key=lambda p: natural_key(str(p))):
-                if (cfg.parent / METRICS_LOG).exists() or (cfg.parent / "last.pt").exists():
-                    if not (cfg.parent / RESULTS).exists():
-                        out.append(cfg.parent)
-    return out
 
 
 def write_output(path: str | Path, markdown: str, data: dict[str, Any]) -> Path:
@@ -667,8 +391,12 @@ def main(argv: list[str]) -> int:
         print(versions_note(groups), file=sys.stderr)
     extra: dict[str, Any] = {}
     if args.stats:
+        from searnn.seed_tables import stats_table
+
         text += "\n\n" + stats_table(groups)
     if args.test_against:
+        from searnn.seed_tables import TESTS_NOTE, tests_table
+
         tests, extra["tests"] = tests_table(groups, args.test_against)
         text += "\n\n" + tests + "\n\n" + TESTS_NOTE
     if args.split == "test_beam":
@@ -685,3 +413,12 @@ def main(argv: list[str]) -> int:
         data = report_json(groups, args.group_by, unfinished=[str(p) for p in pending], **extra)
         write_output(args.out, text, data)
     return 0
+
+
+__all__ = [
+    "GROUP_BY", "METRICS_LOG", "RESULTS", "RUN_MARKER", "SAME_RUN_KEYS", "SPLITS", "TABLE_NOTE", "TRAINING_DATA_KEYS",
+    "Group", "RunResult", "Stat", "check_homogeneous", "config_differences", "evaluation_data", "find_run_dirs",
+    "format_mean_std", "format_seconds", "grid_row_order", "in_order", "is_run_results", "load_result", "main",
+    "markdown_table", "natural_key", "read_marker", "report_json", "row_label", "run_versions", "select_split",
+    "unfinished_runs", "versions_note", "write_output",
+]
