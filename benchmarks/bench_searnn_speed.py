@@ -311,6 +311,10 @@ PROFILE_ROWS = (
     ("choosing cells and tokens", ("explore",)),
     ("roll-outs: recurrent step", ("rollout/learned/decoder.rnn",)),
     ("roll-outs: attention", ("rollout/learned/decoder.attention",)),
+    ("roll-outs: self-attention", ("rollout/learned/decoder.self_attention",)),
+    ("roll-outs: cross-attention", ("rollout/learned/decoder.cross_attention",)),
+    ("roll-outs: feed-forward", ("rollout/learned/decoder.ffn",)),
+    ("roll-outs: key/value cache", ("rollout/learned/decoder.cache",)),
     ("roll-outs: output projection", ("rollout/learned/decoder.projection",)),
     ("roll-outs: argmax", ("rollout/learned/decoder.argmax",)),
     ("roll-outs: writing outputs", ("rollout/learned/write",)),
@@ -319,7 +323,9 @@ PROFILE_ROWS = (
     ("loss", ("loss",)),
     ("backward", ("backward",)),
 )
-"""Rows of the profile table: label and the region paths summed (see :mod:`searnn.profiling`)."""
+"""Rows of the profile table: label and the region paths summed (see :mod:`searnn.profiling`); the
+recurrent step and attention rows are the RNN's, the self-/cross-attention, feed-forward and cache rows
+the Transformer's (each architecture leaves the other's at 0)."""
 
 
 def print_profile(name: str, regions: dict[str, float], logs: dict[str, float], n: int) -> None:

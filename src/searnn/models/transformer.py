@@ -32,6 +32,7 @@ from torch import nn
 from searnn.data.vocab import PAD_ID
 from searnn.models.config import ModelConfig
 from searnn.models.state import RowLayout, row_layout, static_shapes_active
+from searnn.profiling import region
 
 Projection = Callable[[torch.Tensor], torch.Tensor]
 
@@ -435,7 +436,10 @@ class Transformer(nn.Module):
         gates: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, TransformerState]:
         """Top-layer output ``(N, d)`` (after the final LayerNorm) and the new state. ``rows``: shared-state
-        branching (see :meth:`step_shared`), None = row n continues state row n."""
+        branching (see :meth:`step_shared`), None = row n continues state row n. Profiled regions
+        (:mod:`searnn.profiling`): ``decoder.self_attention`` (its projections included),
+        ``decoder.cross_attention``, ``decoder.ffn`` and ``decoder.cache`` (branching and appending to the
+        key / value cache)."""
         batch_idx = state.batch_idx if rows is None else state.batch_idx.index_select(0, rows)
         pos = state.pos if rows is None else state.pos.index_select(0, rows)
         emb = self.tgt_embedding(tokens) * math.sqrt(self.dim) if gates is None else gates.index_select(0, tokens)
@@ -449,33 +453,39 @@ class Transformer(nn.Module):
         p_old = state.width
         new_k, new_v = [], []
         for li, layer in enumerate(self.dec_layers):
-            a = layer.self_attn
-            hq = layer.ln1(x)
-            q = a.q(hq).view(n, self.heads, self.dh)
-            k = a.k(hq).view(n, self.heads, self.dh)
-            v = a.v(hq).view(n, self.heads, self.dh)
-            own = (q * k).sum(-1) / math.sqrt(self.dh)  # (N, h): the row's own new token
-            ck, cv = state.keys[li, :, :, :p_old], state.values[li, :, :, :p_old]  # (U or N, h, P, dh)
-            if rows is None:
-                scores = (q.unsqueeze(2) @ ck.transpose(-1, -2)).squeeze(2) / math.sqrt(self.dh)
-                scores = torch.cat([scores.masked_fill(~state.valid[:, None, :], float("-inf")), own[..., None]], -1)
-                w = torch.softmax(scores, dim=-1)
-                p = ck.shape[2]
-                ctx = (w[:, :, None, :p] @ cv).squeeze(2) + w[:, :, p:] * v
-            else:
-                assert shared is not None
-                ctx = attend_rows(q, ck, cv, state.valid, rows, shared, extra=(own, v))
-            x = x + layer.drop(a.o(ctx.reshape(n, -1)))
-            c = layer.cross
-            cq = c.q(layer.ln2(x)).view(n, self.heads, self.dh)
-            cctx = attend_rows(cq, enc.cross_k[li], enc.cross_v[li], enc.mask, batch_idx, layout)
-            x = x + layer.drop(c.o(cctx.reshape(n, -1)))
-            x = x + layer.drop(layer.ffn(layer.ln3(x)))
+            with region("decoder.self_attention"):
+                a = layer.self_attn
+                hq = layer.ln1(x)
+                q = a.q(hq).view(n, self.heads, self.dh)
+                k = a.k(hq).view(n, self.heads, self.dh)
+                v = a.v(hq).view(n, self.heads, self.dh)
+                own = (q * k).sum(-1) / math.sqrt(self.dh)  # (N, h): the row's own new token
+                ck, cv = state.keys[li, :, :, :p_old], state.values[li, :, :, :p_old]  # (U or N, h, P, dh)
+                if rows is None:
+                    scores = (q.unsqueeze(2) @ ck.transpose(-1, -2)).squeeze(2) / math.sqrt(self.dh)
+                    scores = torch.cat(
+                        [scores.masked_fill(~state.valid[:, None, :], float("-inf")), own[..., None]], -1
+                    )
+                    w = torch.softmax(scores, dim=-1)
+                    p = ck.shape[2]
+                    ctx = (w[:, :, None, :p] @ cv).squeeze(2) + w[:, :, p:] * v
+                else:
+                    assert shared is not None
+                    ctx = attend_rows(q, ck, cv, state.valid, rows, shared, extra=(own, v))
+                x = x + layer.drop(a.o(ctx.reshape(n, -1)))
+            with region("decoder.cross_attention"):
+                c = layer.cross
+                cq = c.q(layer.ln2(x)).view(n, self.heads, self.dh)
+                cctx = attend_rows(cq, enc.cross_k[li], enc.cross_v[li], enc.mask, batch_idx, layout)
+                x = x + layer.drop(c.o(cctx.reshape(n, -1)))
+            with region("decoder.ffn"):
+                x = x + layer.drop(layer.ffn(layer.ln3(x)))
             new_k.append(k)
             new_v.append(v)
-        base = state if rows is None else state.index(rows)
-        keys, values, fill = _append(base, torch.stack(new_k), torch.stack(new_v))
-        valid = torch.cat([base.valid, base.valid.new_ones(n, 1)], dim=1)
+        with region("decoder.cache"):
+            base = state if rows is None else state.index(rows)
+            keys, values, fill = _append(base, torch.stack(new_k), torch.stack(new_v))
+            valid = torch.cat([base.valid, base.valid.new_ones(n, 1)], dim=1)
         new = TransformerState(keys, values, valid, pos + 1, batch_idx, layout=layout, fill=fill)
         return self.dec_norm(x), new
 
