@@ -195,3 +195,18 @@ def test_shipped_headlines_file_is_valid_and_names_grid_rows():
     rows = set(grid.rows)
     assert {h.row for h in headlines} <= rows
     assert all(h.commit != "?" for h in headlines)
+
+
+def test_a_one_seed_row_gets_its_difference_but_no_test(tmp_path, capsys):
+    """One seed has no spread: neither Welch nor the bootstrap can test it (the bootstrap would resample the
+    other row only and report a confidence that does not exist)."""
+    assert significance.bootstrap([1.0], [2.0, 2.1, 1.9]) is None
+    for i, v in enumerate([2.0, 2.5, 2.2], 1):
+        finished(tmp_path / "mle" / f"seed{i}", "mle", i, v)
+    finished(tmp_path / "ls" / "seed1", "ls", 1, 1.5)
+    out = tmp_path / "t.json"
+    assert cli(["report", str(tmp_path), "--test-against", "mle", "--out", str(out)]) == 0
+    assert "| ls | mle | -0.73 | — | — | — | — |" in capsys.readouterr().out
+    (test,) = json.loads(out.read_text())["tests"]
+    assert test["row"] == "ls" and test["welch"] is None and test["bootstrap"] is None
+    assert test["diff"] == pytest.approx(1.5 - statistics.fmean([2.0, 2.5, 2.2]))

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Sequence
 
 from searnn.errors import SearnnError
@@ -59,23 +60,26 @@ def tests_table(groups: Sequence[Group], against: Sequence[str], which: str = "t
             if g.runs[0].eval_data != ref.runs[0].eval_data:  # another test set: nothing to compare
                 continue
             a = g.stat(which).values
-            w, bs = welch(a, b), bootstrap(a, b)
-            if bs is None:
+            if not a or not b:
                 continue
-            record = {"row": g.label, "against": name, "metric": g.metric, "split": which, "diff": bs.diff,
+            # a row of one seed: the difference only (neither test can tell it from seed noise)
+            w, bs = welch(a, b), bootstrap(a, b)
+            diff = statistics.fmean(a) - statistics.fmean(b)
+            record = {"row": g.label, "against": name, "metric": g.metric, "split": which, "diff": diff,
                       "welch": None if w is None else {"t": w.t, "df": w.df, "p": w.p},
-                      "bootstrap": {"low": bs.low, "high": bs.high, "p": bs.p, "resamples": bs.resamples}}
+                      "bootstrap": None if bs is None else {"low": bs.low, "high": bs.high, "p": bs.p,
+                                                            "resamples": bs.resamples}}
             records.append(record)
             welch_cells = ["—", "—"] if w is None else [f"{w.t:.2f} ({w.df:.1f})", _format_p(w.p)]
-            lines.append(f"| {g.label} | {name} | {bs.diff:+.2f} | " + " | ".join(welch_cells)
-                         + f" | [{bs.low:+.2f}, {bs.high:+.2f}] | {_format_p(bs.p)} |")
+            boot_cells = ["—", "—"] if bs is None else [f"[{bs.low:+.2f}, {bs.high:+.2f}]", _format_p(bs.p)]
+            lines.append(f"| {g.label} | {name} | {diff:+.2f} | " + " | ".join(welch_cells + boot_cells) + " |")
     return "\n".join(lines), records
 
 
 TESTS_NOTE = (
     "difference: mean of the row minus mean of the row it is tested against; Welch: unequal-variance t-test, "
     "two-sided; bootstrap: 10,000 resamples of each row's seeds (interval: percentile; p: resampled under equal "
-    "means), generator seed 0."
+    "means), generator seed 0; —: a row of fewer than 2 seeds, not tested."
 )
 
 

@@ -133,12 +133,14 @@ class Bootstrap:
 
 def bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10000, level: float = 0.95,
               seed: int = 0) -> Bootstrap | None:
-    """Bootstrap the difference of means (``None`` when either sample is empty).
+    """Bootstrap the difference of means (``None`` when either sample has fewer than 2 values: one value has
+    no spread to resample, so the bootstrap would treat that row's mean as known exactly and report a
+    confidence it does not have).
 
     The interval resamples each group with replacement. The p-value resamples the groups shifted to the
     pooled mean (so that the null hypothesis holds) and counts the draws whose absolute difference is at least
     the observed one, ``(count + 1) / (resamples + 1)``."""
-    if not a or not b:
+    if len(a) < 2 or len(b) < 2:
         return None
     xs, ys = [float(v) for v in a], [float(v) for v in b]
     rng = random.Random(seed)
