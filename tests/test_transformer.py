@@ -187,6 +187,35 @@ def test_in_place_cache_keeps_states_immutable() -> None:
         torch.testing.assert_close(l3, fresh([[1, 9, 4], [1, 9, 4]])[:1], atol=1e-5, rtol=1e-5)
 
 
+def test_shared_step_branches_the_cache_in_one_copy() -> None:
+    """``step_shared`` (rows branching from shared states) gathers the rows straight into a buffer with spare
+    capacity: its state equals ``step(state.index(rows))`` exactly, later steps write in place, and the
+    source state is untouched."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(arch="transformer", hidden=8, heads=2, ffn_dim=8), [9], None, 11).eval()
+    src, src_len = torch.randint(4, 9, (2, 3, 1)), torch.tensor([3, 2])
+    rows, tokens = torch.tensor([1, 0, 1, 1]), torch.tensor([5, 6, 7, 8])
+    with torch.no_grad():
+        enc = model.encode(src, src_len)
+        _, s0 = model.step(enc, model.init_state(enc), torch.tensor([1, 1]))
+        _, s0 = model.step(enc, s0, torch.tensor([4, 6]))
+        before = [t.clone() for t in s0.cache()]
+        shared_logits, shared = model.step_shared(enc, s0, tokens, rows)
+        plain_logits, plain = model.step(enc, s0.index(rows), tokens)
+        assert torch.equal(shared_logits, plain_logits)
+        for a, b in zip(shared.cache(), plain.cache(), strict=True):
+            assert torch.equal(a, b)
+        assert torch.equal(shared.valid, plain.valid) and torch.equal(shared.pos, plain.pos)
+        assert shared.fill == [shared.width] and shared.keys.shape[3] > shared.width  # room for the next step
+        ptr = shared.keys.data_ptr()
+        next_shared, after = model.step(enc, shared, torch.tensor([4, 4, 4, 4]))
+        next_plain, _ = model.step(enc, plain, torch.tensor([4, 4, 4, 4]))
+        assert after.keys.data_ptr() == ptr  # written in place
+        assert torch.equal(next_shared, next_plain)
+        for a, b in zip(s0.cache(), before, strict=True):
+            assert torch.equal(a, b)
+
+
 def test_transformer_grids_validate(tmp_path, monkeypatch, capsys) -> None:
     """Every run of the prepared Transformer grids is a valid configuration (part 2 waits for part 1's MLE)."""
     grids = Path(__file__).resolve().parents[1] / "configs" / "experiments"

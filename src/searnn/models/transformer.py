@@ -228,6 +228,26 @@ def _append(
     return keys, values, fill
 
 
+def _branch_append(
+    state: TransformerState, rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, list[int] | None]:
+    """``_append(state.index(rows), k, v)`` in one copy of the cache instead of two: without autograd the rows
+    ``(N,)`` are gathered straight into the first P columns of a new buffer with spare capacity, then the new
+    column ``k, v (L, N, heads, d_head)`` is written after them. Same values as the two-step path."""
+    if torch.is_grad_enabled() and (k.requires_grad or state.keys.requires_grad):
+        return _append(state.index(rows), k, v)
+    p = state.width
+    old_k, old_v = state.cache()
+    shape = list(old_k.shape)
+    shape[1], shape[3] = int(rows.shape[0]), p + max(8, p // 2)
+    keys, values = old_k.new_empty(shape), old_v.new_empty(shape)
+    torch.index_select(old_k, 1, rows, out=keys[:, :, :, :p])
+    torch.index_select(old_v, 1, rows, out=values[:, :, :, :p])
+    keys[:, :, :, p] = k
+    values[:, :, :, p] = v
+    return keys, values, [p + 1]
+
+
 class _Attention(nn.Module):
     """Multi-head attention projections: queries, keys, values and the output ``W_o``."""
 
@@ -483,9 +503,13 @@ class Transformer(nn.Module):
             new_k.append(k)
             new_v.append(v)
         with region("decoder.cache"):
-            base = state if rows is None else state.index(rows)
-            keys, values, fill = _append(base, torch.stack(new_k), torch.stack(new_v))
-            valid = torch.cat([base.valid, base.valid.new_ones(n, 1)], dim=1)
+            if rows is None:
+                keys, values, fill = _append(state, torch.stack(new_k), torch.stack(new_v))
+                valid = state.valid
+            else:
+                keys, values, fill = _branch_append(state, rows, torch.stack(new_k), torch.stack(new_v))
+                valid = state.valid.index_select(0, rows)
+            valid = torch.cat([valid, valid.new_ones(n, 1)], dim=1)
         new = TransformerState(keys, values, valid, pos + 1, batch_idx, layout=layout, fill=fill)
         return self.dec_norm(x), new
 
