@@ -45,9 +45,14 @@ def _read_pid(path: Path) -> int:
         return 0
 
 
+def holder_name(pid: int) -> str:
+    """How an error names the process holding a run's lock: ``process PID``, or ``another process`` (0: unknown)."""
+    return f"process {pid}" if pid else "another process"
+
+
 def _busy(run_dir: Path, path: Path, pid: int) -> SearnnError:
-    who = f"process {pid}" if pid else "another process"
-    return SearnnError(f"{run_dir} is being trained by {who} (lock file {path}); wait for it to finish or stop it")
+    return SearnnError(f"{run_dir} is being trained by {holder_name(pid)} (lock file {path}); wait for it to finish "
+                       "or stop it")
 
 
 def make_run_dir(run_dir: Path) -> None:

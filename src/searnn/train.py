@@ -97,10 +97,9 @@ def check_warm_start(source: str) -> None:
     if not target.is_file():
         raise SearnnError(f"--warm-start {source}: no checkpoint at {target}")
     if path.is_dir() and (pid := runlock.lock_holder(path)) is not None:
-        who = f"process {pid}" if pid else "another process"
-        raise SearnnError(f"--warm-start {source}: that run is still being trained by {who}, so its {ckpt.BEST} "
-                          f"is only the best so far; wait for it to finish, or pass {target} to start from "
-                          "that checkpoint as it is now")
+        raise SearnnError(f"--warm-start {source}: that run is still being trained by {runlock.holder_name(pid)}, "
+                          f"so its {ckpt.BEST} is only the best so far; wait for it to finish, or pass {target} "
+                          "to start from that checkpoint as it is now")
 
 
 class Plateau:
