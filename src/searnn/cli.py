@@ -148,7 +148,7 @@ def load_run(run_dir: str, overrides: dict[str, Any]) -> tuple[Any, Any, Any, An
 
     from searnn.checkpoint import BEST, CONFIG, load_checkpoint, saved_config_values
     from searnn.data.registry import load_task
-    from searnn.train import build_model, check_vocabs, resolve_device
+    from searnn.run_setup import build_model, check_vocabs, resolve_device
 
     path = Path(run_dir)
     if not (path / CONFIG).exists():

@@ -7,157 +7,50 @@ checkpoint, evaluates it once on the test split and writes ``results.json``. The
 needed to resume, also written mid-epoch every ``checkpoint_minutes``) and ``best.pt``. Running the same
 command again resumes from ``last.pt``; a finished run is not retrained. Under ``torchrun`` (or ``--nproc N``)
 the same loop trains data-parallel: see :mod:`searnn.distributed` (sharding, gradient all-reduce, rank 0 writes).
+Set-up helpers live in :mod:`searnn.run_setup`, the optimiser and plateau decay in :mod:`searnn.optim`, the
+checkpoint half of the trainer in :mod:`searnn.resume`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import random
-import sys
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import searnn
 from searnn import checkpoint as ckpt
-from searnn import distributed, precision, runlock
+from searnn import distributed, precision
 from searnn.beam_test import beam_test
 from searnn.config import RunConfig
 from searnn.data.batch import Batch, make_batches
 from searnn.data.registry import load_task
-from searnn.data.task import TaskData
 from searnn.divergence import DivergenceGuard
 from searnn.divergence import TrainingError as TrainingError  # re-exported (it used to live here)
 from searnn.errors import SearnnError
 from searnn.evaluate import evaluate, hyps_text
-from searnn.models import Seq2Seq
 from searnn.objectives import OBJECTIVES
+from searnn.optim import Plateau as Plateau
+from searnn.optim import is_better as is_better
+from searnn.optim import make_optimizer as make_optimizer
 from searnn.paired import HYPS_FILES
 from searnn.provenance import code_version, short_version
+from searnn.resume import Checkpointing
+from searnn.resume import LoopState as LoopState
+from searnn.run_setup import build_model as build_model  # the set-up helpers are re-exported from here
+from searnn.run_setup import check_vocabs as check_vocabs
+from searnn.run_setup import check_warm_start as check_warm_start
+from searnn.run_setup import log as log
+from searnn.run_setup import resolve_device as resolve_device
+from searnn.run_setup import save_vocabs as save_vocabs
+from searnn.run_setup import seed_everything as seed_everything
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SearnnError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise SearnnError(f"unknown device {name!r}; valid: auto, cpu, cuda, cuda:N")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def build_model(cfg: RunConfig, task: TaskData) -> Seq2Seq:
-    """The model of ``cfg.model.arch`` (``rnn``: :class:`Seq2Seq`; ``transformer``: the step-protocol
-    :class:`searnn.models.transformer.Transformer`, same constructor arguments)."""
-    args = (cfg.model, [len(v) for v in task.src_vocabs], task.src_feature_dim, len(task.tgt_vocab))
-    if cfg.model.arch == "transformer":
-        from searnn.models.transformer import Transformer
-
-        return Transformer(*args)  # type: ignore[return-value]
-    return Seq2Seq(*args)
-
-
-def save_vocabs(run_dir: Path, task: TaskData) -> None:
-    data = {"tgt": task.tgt_vocab.to_json(), "src": [v.to_json() for v in task.src_vocabs]}
-    ckpt.atomic_write_text(json.dumps(data), run_dir / "vocab.json")
-
-
-def check_vocabs(run_dir: Path, task: TaskData) -> None:
-    """The task rebuilt from the config must give the vocabularies the model was trained with."""
-    path = run_dir / "vocab.json"
-    if not path.exists():
-        return
-    saved = ckpt.read_json(path, what="; delete it and run again to rewrite it from the data")
-    now = {"tgt": task.tgt_vocab.to_json(), "src": [v.to_json() for v in task.src_vocabs]}
-    if saved != now:
-        raise SearnnError(f"{run_dir}: the data gives different vocabularies than the saved model's")
-
-
-def check_warm_start(source: str) -> None:
-    """``--warm-start`` (when set) must name a checkpoint file or a run dir holding ``best.pt``.
-
-    A run dir that another process is training right now is refused: its ``best.pt`` is only the best so
-    far and is rewritten under the new run (e.g. a grid warm-starting from a run of another grid that has
-    not finished). Naming the checkpoint file itself takes it as it is."""
-    if not source:
-        return
-    path = Path(source)
-    target = path / ckpt.BEST if path.is_dir() else path
-    if not target.is_file():
-        raise SearnnError(f"--warm-start {source}: no checkpoint at {target}")
-    if path.is_dir() and (pid := runlock.lock_holder(path)) is not None:
-        raise SearnnError(f"--warm-start {source}: that run is still being trained by {runlock.holder_name(pid)}, "
-                          f"so its {ckpt.BEST} is only the best so far; wait for it to finish, or pass {target} "
-                          "to start from that checkpoint as it is now")
-
-
-class Plateau:
-    """Multiply the learning rate by ``factor`` after ``patience`` epochs without validation gain."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, factor: float, patience: int, min_lr: float):
-        self.optimizer, self.factor, self.patience, self.min_lr = optimizer, factor, patience, min_lr
-        self.bad_epochs = 0
-
-    def step(self, improved: bool) -> None:
-        self.bad_epochs = 0 if improved else self.bad_epochs + 1
-        if self.bad_epochs > self.patience:
-            for group in self.optimizer.param_groups:
-                group["lr"] = max(group["lr"] * self.factor, self.min_lr)
-            self.bad_epochs = 0
-
-    def state_dict(self) -> dict[str, int]:
-        return {"bad_epochs": self.bad_epochs}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.bad_epochs = state["bad_epochs"]
-
-
-@dataclass
-class LoopState:
-    """Where training stands; saved in ``last.pt``."""
-
-    epoch: int = 0  # completed epochs
-    batch: int = 0  # batches of the current epoch already trained (mid-epoch checkpoints)
-    best: float | None = None
-    best_epoch: int = -1
-    train_seconds: float = 0.0  # cumulative, excluding evaluation
-    stopped: str = ""
-    sums: dict[str, float] = field(default_factory=dict)  # running sums of the current epoch
-    epoch_seconds: float = 0.0
-
-
-def make_optimizer(cfg: RunConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    t = cfg.train
-    if t.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay)
-    return torch.optim.Adam(model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
-
-
-def is_better(value: float, best: float | None, lower_is_better: bool) -> bool:
-    if best is None:
-        return True
-    return value < best if lower_is_better else value > best
-
-
-def log(msg: str) -> None:
-    """A progress line on stderr (rank 0 only in a distributed job)."""
-    if distributed.current().is_main:
-        print(msg, file=sys.stderr, flush=True)
-
-
-class Trainer:
-    """Holds the pieces of one run; :meth:`fit` is the loop."""
+class Trainer(Checkpointing):
+    """Holds the pieces of one run; :meth:`fit` is the loop (checkpoints and resumption: :class:`Checkpointing`)."""
 
     def __init__(self, cfg: RunConfig):
         self.cfg = cfg
@@ -198,71 +91,6 @@ class Trainer:
             self.load_last()
         elif t.warm_start:
             self.warm_start(Path(t.warm_start))
-
-    # -- checkpoints -------------------------------------------------------------------------------
-    def save_last(self, rng: dict[str, Any] | None = None, objective: dict[str, Any] | None = None) -> None:
-        """Write ``last.pt`` (the previous one is kept as ``last.prev.pt``); tensors and plain data only.
-        ``rng`` / ``objective``: the random-generator and objective states to save (default: the current
-        ones); an interrupted batch saves the states it started from, so that the resumed run redoes it
-        exactly (same random choices, same schedule progress). In a distributed job only rank 0 writes
-        (every rank holds the same model and optimizer state; the ranks' random streams are reseeded per
-        batch, see :mod:`searnn.distributed`)."""
-        if not self.dist.is_main:
-            return
-        extra = {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
-        ckpt.save_last(
-            {
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "plateau": self.plateau.state_dict(),
-                "state": asdict(self.state),
-                "rng": rng if rng is not None else ckpt.rng_state(),
-                "objective": objective if objective is not None else getattr(self.objective, "state_dict", dict)(),
-                "divergence": self.guard.state_dict(),
-                "world_size": self.dist.world,
-                **extra,
-            },
-            self.run_dir,
-        )
-
-    def batch_rng_state(self) -> dict[str, Any] | None:
-        """The generator states the current batch started from (``None`` before the first batch)."""
-        captured = getattr(self, "batch_rng", None)
-        return ckpt.rng_state(captured) if captured is not None else None
-
-    def load_last(self) -> None:
-        """Resume from ``last.pt`` (or ``last.prev.pt`` when ``last.pt`` is unreadable, with a warning)."""
-        data = ckpt.load_last(self.run_dir, self.device, log)
-        try:
-            self._restore(data)
-        except (KeyError, TypeError, ValueError, RuntimeError) as e:
-            first = (str(e).splitlines() or [""])[0][:160]
-            raise SearnnError(f"{self.run_dir / ckpt.LAST}: does not fit this run ({type(e).__name__}: {first}); "
-                              f"delete {self.run_dir} to start over") from None
-        log(f"resuming {self.run_dir} at epoch {self.state.epoch + 1}, batch {self.state.batch}")
-
-    def _restore(self, data: dict[str, Any]) -> None:
-        self.model.load_state_dict(data["model"])
-        self.optimizer.load_state_dict(data["optimizer"])
-        self.plateau.load_state_dict(data["plateau"])
-        self.state = LoopState(**data["state"])
-        ckpt.set_rng_state(data["rng"])
-        self.guard.load_state_dict(data.get("divergence", {}))
-        if self.scaler is not None and "scaler" in data:
-            self.scaler.load_state_dict(data["scaler"])
-        if self.dist.is_main:
-            ckpt.truncate_jsonl(self.run_dir / ckpt.METRICS_LOG, self.state.epoch, warn=log)
-        if hasattr(self.objective, "load_state_dict"):
-            self.objective.load_state_dict(data.get("objective", {}))
-
-    def warm_start(self, source: Path) -> None:
-        path = source / ckpt.BEST if source.is_dir() else source
-        data = ckpt.load_checkpoint(path, self.device, what=f"--warm-start {source}")
-        try:
-            self.model.load_state_dict(data["model"])
-        except RuntimeError as e:
-            raise SearnnError(f"--warm-start {path}: the checkpoint does not fit this model ({e})") from None
-        log(f"warm start from {path}")
 
     # -- the loop ----------------------------------------------------------------------------------
     def train_epoch(self, epoch: int) -> bool:
