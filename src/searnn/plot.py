@@ -16,17 +16,16 @@ over seeds of their time at *e*), or ``--x both`` (default, side by side). One r
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from searnn import report
 from searnn.cliparse import CliParser
 from searnn.errors import DataError, SearnnError
+from searnn.run_results import epoch_records
 
 X_MODES = ("both", "epoch", "time")
 BANDS = ("minmax", "std", "seeds")
@@ -69,24 +68,9 @@ def load_curve(run_dir: str | Path) -> Curve:
 
     run_dir = Path(run_dir)
     path = run_dir / report.METRICS_LOG
-    records: dict[int, dict[str, Any]] = {}
-    metric = ""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: cannot read ({e})") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise DataError(f"{path}:{lineno}: invalid JSON (a corrupt or torn line); repair or delete it") from None
-        keys = [k for k in rec if k.startswith("valid_")] if isinstance(rec, dict) else []
-        if not isinstance(rec, dict) or not isinstance(rec.get("epoch"), int) or not keys:
-            raise DataError(f"{path}:{lineno}: expected an epoch record with `epoch` and `valid_<metric>`")
-        metric = metric or keys[0][len("valid_"):]
-        records[int(rec["epoch"])] = rec
+    records = epoch_records(run_dir)
+    first = records[min(records)] if records else {}
+    metric = next((k[len("valid_"):] for k in first if k.startswith("valid_")), "")
     if not records:
         raise DataError(f"{path}: no epoch logged yet")
     task, objective = _run_info(run_dir)

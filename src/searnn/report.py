@@ -31,7 +31,8 @@ The best mean valid and test values of each task (among two or more groups) are 
 
 Reading the runs (finding run dirs, :class:`RunResult`, :func:`load_result`) is :mod:`searnn.run_results`,
 whose names are re-exported here; the ``--stats`` and ``--test-against`` tables are :mod:`searnn.seed_tables`,
-``--paired-bs`` is :mod:`searnn.paired`, ``--against`` is :mod:`searnn.headlines`.
+``--paired-bs`` is :mod:`searnn.paired`, ``--diagnostics`` is :mod:`searnn.diagnostics_table`, ``--against`` is
+:mod:`searnn.headlines`.
 """
 
 from __future__ import annotations
@@ -365,6 +366,10 @@ def main(argv: list[str]) -> int:
                         help="also test seed k of every row against seed k of ROW by paired bootstrap resampling "
                         "of the test sentences (sacreBLEU --paired-bs; BLEU runs; reads each run's saved test "
                         "decoding); repeatable")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="also print the loss-smoothing training diagnostics of each row at its best epoch: "
+                        "ground-truth mass of the token target, how often the model's top-1 is a similarity "
+                        "neighbour, sampled distance and effective sample size (see searnn.diagnostics_table)")
     parser.add_argument("--against", default=None, metavar="HEADLINES.json",
                         help="check the runs against the stated figures of a headlines file (see "
                         "searnn.headlines): print stated, today's and whether today's lies within the stated "
@@ -406,6 +411,11 @@ def main(argv: list[str]) -> int:
 
         paired, extra["paired_bs"] = paired_table(groups, args.paired_bs, args.split)
         text += "\n\n" + paired + "\n\n" + PAIRED_NOTE
+    if args.diagnostics:
+        from searnn.diagnostics_table import DIAGNOSTICS_NOTE, diagnostics_table
+
+        diag, extra["diagnostics"] = diagnostics_table(groups)
+        text += "\n\n" + diag + "\n\n" + DIAGNOSTICS_NOTE
     if pending:
         text += f"\n\n{len(pending)} unfinished run(s) left out: " + ", ".join(str(p) for p in pending)
     print(text)

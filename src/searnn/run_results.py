@@ -6,7 +6,8 @@
   epochs, times, the beam test), its flat resolved options, its grid row (:func:`row_label`, from the
   ``grid_run.json`` marker), the code versions that made it (:func:`run_versions`) and what fixes the data it
   was scored on (:func:`evaluation_data`);
-* :func:`select_split`: the greedy or the beam-search figures (``searnn report --split``).
+* :func:`select_split`: the greedy or the beam-search figures (``searnn report --split``);
+* :func:`epoch_records`: a run's per-epoch ``metrics.jsonl`` records (curves, training diagnostics).
 
 Grouping runs into table lines and formatting the tables is :mod:`searnn.report`, which re-exports these names.
 """
@@ -245,6 +246,29 @@ def _flat_config(sections: Any) -> dict[str, Any]:
     return flat
 
 
+def epoch_records(run_dir: str | Path) -> dict[int, dict[str, Any]]:
+    """A run's ``metrics.jsonl`` by epoch (the last record of an epoch wins if it was logged twice). A torn or
+    malformed line is a :class:`DataError` naming the file and line; an empty log is an empty dict."""
+    path = Path(run_dir) / METRICS_LOG
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: cannot read ({e})") from None
+    records: dict[int, dict[str, Any]] = {}
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise DataError(f"{path}:{lineno}: invalid JSON (a corrupt or torn line); repair or delete it") from None
+        keys = [k for k in rec if k.startswith("valid_")] if isinstance(rec, dict) else []
+        if not isinstance(rec, dict) or not isinstance(rec.get("epoch"), int) or not keys:
+            raise DataError(f"{path}:{lineno}: expected an epoch record with `epoch` and `valid_<metric>`")
+        records[int(rec["epoch"])] = rec
+    return records
+
+
 def run_versions(data: dict[str, Any]) -> tuple[str, ...]:
     """The code versions of a run's ``results.json``: those of its training epochs (``trained_with``) and the
     one that evaluated it (``code``), each as :func:`searnn.provenance.short_version`."""
@@ -260,7 +284,7 @@ def run_versions(data: dict[str, Any]) -> tuple[str, ...]:
 
 
 __all__ = [
-    "METRICS_LOG", "RESULTS", "RUN_MARKER", "SPLITS", "TRAINING_DATA_KEYS", "RunResult", "evaluation_data",
-    "find_run_dirs", "is_run_results", "load_result", "natural_key", "read_marker", "row_label", "run_versions",
-    "select_split", "unfinished_runs",
+    "METRICS_LOG", "RESULTS", "RUN_MARKER", "SPLITS", "TRAINING_DATA_KEYS", "RunResult", "epoch_records",
+    "evaluation_data", "find_run_dirs", "is_run_results", "load_result", "natural_key", "read_marker", "row_label",
+    "run_versions", "select_split", "unfinished_runs",
 ]
