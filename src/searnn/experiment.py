@@ -106,13 +106,14 @@ def print_plan(grid: Grid) -> None:
     print(f"grid {grid.name} ({grid.path}): {len(grid.rows)} rows, {len(grid.runs)} runs "
           f"({counts['done']} done, {counts['resume']} to resume, {counts['new']} new), out {grid.out}")
     from searnn.checkpoint import lock_holder
+    from searnn.runlock import holder_name
 
     width = max(len(r.label) for r in grid.runs)
     notes, missing = warm_start_notes(grid)
     for r in grid.runs:
         note = f"  ({notes[r.label]})" if r.label in notes else ""
         holder = lock_holder(r.run_dir) if r.status != "done" else None
-        busy = f"  (being trained by process {holder or '?'}: waited for)" if holder is not None else ""
+        busy = f"  (being trained by {holder_name(holder)}: waited for)" if holder is not None else ""
         print(f"  {r.label:{width}s}  {r.status:6s}  {r.run_dir}{note}{busy}")
     for problem in missing:
         print(f"  problem: {problem}")

@@ -148,6 +148,7 @@ def launch(
     if that trainer finished it, else resumed.
     """
     from searnn.checkpoint import LOCK, lock_holder
+    from searnn.runlock import holder_name
 
     command = command or train_command
     preexec = die_with_parent()
@@ -178,7 +179,7 @@ def launch(
                 holder = lock_holder(run.run_dir)
                 if holder is not None:
                     waiting.append(run)
-                    echo(f"waiting for {run.label}: process {holder or '?'} (not started by this grid) is "
+                    echo(f"waiting for {run.label}: {holder_name(holder)} (not started by this grid) is "
                          f"training it (lock {run.run_dir / LOCK}); it is taken up again when that process ends")
                     continue
                 options_file = _prepare(grid, run)
@@ -211,7 +212,7 @@ def launch(
                 holder = lock_holder(run.run_dir) if proc.returncode != 0 else None
                 if holder is not None:  # another grid's trainer took the run between our check and the start
                     waiting.append(run)
-                    echo(f"waiting for {run.label}: process {holder or '?'} (not started by this grid) took it "
+                    echo(f"waiting for {run.label}: {holder_name(holder)} (not started by this grid) took it "
                          "as this grid started it; it is taken up again when that process ends")
                     continue
                 finished += 1
