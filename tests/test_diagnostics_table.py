@@ -73,3 +73,19 @@ def test_a_torn_metrics_line_names_the_file_and_line(tmp_path):
         f.write('{"epoch": 2, "valid_bl')
     with pytest.raises(DataError, match=r"metrics.jsonl:2: invalid JSON"):
         epoch_records(run)
+
+
+def test_report_diagnostics_on_a_torn_metrics_line_is_a_clear_error_not_a_skip(tmp_path, capsys):
+    run = fake_run(tmp_path / "tok" / "seed1", "tok", 1, "token-smoothing", {"alpha": 0.3},
+                   [{"tok_self_mass": 0.5}], best_epoch=1)
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "valid_bl')
+    assert cli(["report", str(tmp_path), "--diagnostics"]) != 0
+    err = capsys.readouterr().err
+    assert "metrics.jsonl:2: invalid JSON" in err and "Traceback" not in err
+
+
+def test_a_run_without_metrics_log_has_no_diagnostics(tmp_path):
+    run = fake_run(tmp_path / "r", "r", 1, "token-smoothing", {"alpha": 0.3}, [{"tok_self_mass": 0.5}], best_epoch=1)
+    (run / "metrics.jsonl").unlink()
+    assert run_diagnostics(load_result(run)) == {}

@@ -26,8 +26,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from searnn.errors import DataError
-from searnn.run_results import RunResult, epoch_records
+from searnn.run_results import METRICS_LOG, RunResult, epoch_records
 
 COLUMNS = (
     ("self mass", "tok_self_mass", True),
@@ -55,11 +54,11 @@ DIAGNOSTICS_NOTE = (
 
 def run_diagnostics(run: RunResult) -> dict[str, float]:
     """The logged diagnostics of ``run`` at its best epoch (the last epoch when the best is not recorded), plus
-    ``gt_mass`` where it can be computed. Empty when the run logged none."""
-    try:
-        records = epoch_records(run.run_dir)
-    except DataError:
+    ``gt_mass`` where it can be computed. Empty when the run logged none (or has no ``metrics.jsonl``); a
+    malformed ``metrics.jsonl`` is a :class:`searnn.errors.DataError` naming its file and line."""
+    if not (run.run_dir / METRICS_LOG).is_file():
         return {}
+    records = epoch_records(run.run_dir)
     if not records:
         return {}
     epoch = run.best_epoch if run.best_epoch in records else max(records)

@@ -69,10 +69,9 @@ def load_curve(run_dir: str | Path) -> Curve:
     run_dir = Path(run_dir)
     path = run_dir / report.METRICS_LOG
     records = epoch_records(run_dir)
-    first = records[min(records)] if records else {}
-    metric = next((k[len("valid_"):] for k in first if k.startswith("valid_")), "")
     if not records:
         raise DataError(f"{path}: no epoch logged yet")
+    metric = next(k[len("valid_"):] for k in records[min(records)] if k.startswith("valid_"))
     task, objective = _run_info(run_dir)
     epochs = sorted(records)
     try:

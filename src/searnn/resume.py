@@ -11,7 +11,6 @@ import torch
 
 from searnn import checkpoint as ckpt
 from searnn import distributed
-from searnn.config import RunConfig
 from searnn.divergence import DivergenceGuard
 from searnn.errors import SearnnError
 from searnn.optim import Plateau
@@ -35,7 +34,6 @@ class LoopState:
 class Checkpointing:
     """``last.pt`` and warm starts for a trainer holding the attributes below."""
 
-    cfg: RunConfig
     dist: distributed.Context
     device: torch.device
     model: torch.nn.Module

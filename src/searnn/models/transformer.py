@@ -204,48 +204,34 @@ def attend_rows(
 
 
 def _append(
-    base: TransformerState, k: torch.Tensor, v: torch.Tensor
+    base: TransformerState, k: torch.Tensor, v: torch.Tensor, rows: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[int] | None]:
-    """The cache of ``base`` with one more column ``k, v (L, N, heads, d_head)``: keys, values, fill (see
-    :class:`TransformerState`). With autograd, a new tensor; without, written in place into spare capacity
-    when ``base`` owns the buffer's next column, else into a new buffer with room for more columns."""
+    """The cache of ``base`` (of its rows ``rows (N,)`` when given: a branch, as ``base.index(rows)``) with one
+    more column ``k, v (L, N, heads, d_head)``: keys, values, fill (see :class:`TransformerState`). With
+    autograd, a new tensor; without, written in place into spare capacity when ``base`` owns the buffer's next
+    column, else into a new buffer with room for more columns (a branch always gets one, its rows gathered
+    straight into it: one copy of the cache, not ``index`` then another)."""
     p = base.width
     if torch.is_grad_enabled() and (k.requires_grad or base.keys.requires_grad):
-        keys, values = base.cache()
+        keys, values = (base if rows is None else base.index(rows)).cache()
         return torch.cat([keys, k.unsqueeze(3)], 3), torch.cat([values, v.unsqueeze(3)], 3), None
     keys, values, fill = base.keys, base.values, base.fill
-    if fill is None or fill[0] != p or keys.shape[3] <= p:
+    if rows is not None or fill is None or fill[0] != p or keys.shape[3] <= p:
         old_k, old_v = base.cache()
         shape = list(old_k.shape)
-        shape[3] = p + max(8, p // 2)
+        shape[1], shape[3] = int(k.shape[1]), p + max(8, p // 2)
         keys, values = old_k.new_empty(shape), old_v.new_empty(shape)
-        keys[:, :, :, :p] = old_k
-        values[:, :, :, :p] = old_v
+        if rows is None:
+            keys[:, :, :, :p] = old_k
+            values[:, :, :, :p] = old_v
+        else:
+            torch.index_select(old_k, 1, rows, out=keys[:, :, :, :p])
+            torch.index_select(old_v, 1, rows, out=values[:, :, :, :p])
         fill = [p]
     keys[:, :, :, p] = k
     values[:, :, :, p] = v
     fill[0] = p + 1
     return keys, values, fill
-
-
-def _branch_append(
-    state: TransformerState, rows: torch.Tensor, k: torch.Tensor, v: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, list[int] | None]:
-    """``_append(state.index(rows), k, v)`` in one copy of the cache instead of two: without autograd the rows
-    ``(N,)`` are gathered straight into the first P columns of a new buffer with spare capacity, then the new
-    column ``k, v (L, N, heads, d_head)`` is written after them. Same values as the two-step path."""
-    if torch.is_grad_enabled() and (k.requires_grad or state.keys.requires_grad):
-        return _append(state.index(rows), k, v)
-    p = state.width
-    old_k, old_v = state.cache()
-    shape = list(old_k.shape)
-    shape[1], shape[3] = int(rows.shape[0]), p + max(8, p // 2)
-    keys, values = old_k.new_empty(shape), old_v.new_empty(shape)
-    torch.index_select(old_k, 1, rows, out=keys[:, :, :, :p])
-    torch.index_select(old_v, 1, rows, out=values[:, :, :, :p])
-    keys[:, :, :, p] = k
-    values[:, :, :, p] = v
-    return keys, values, [p + 1]
 
 
 class _Attention(nn.Module):
@@ -503,12 +489,8 @@ class Transformer(nn.Module):
             new_k.append(k)
             new_v.append(v)
         with region("decoder.cache"):
-            if rows is None:
-                keys, values, fill = _append(state, torch.stack(new_k), torch.stack(new_v))
-                valid = state.valid
-            else:
-                keys, values, fill = _branch_append(state, rows, torch.stack(new_k), torch.stack(new_v))
-                valid = state.valid.index_select(0, rows)
+            keys, values, fill = _append(state, torch.stack(new_k), torch.stack(new_v), rows)
+            valid = state.valid if rows is None else state.valid.index_select(0, rows)
             valid = torch.cat([valid, valid.new_ones(n, 1)], dim=1)
         new = TransformerState(keys, values, valid, pos + 1, batch_idx, layout=layout, fill=fill)
         return self.dec_norm(x), new
