@@ -31,8 +31,8 @@ The best mean valid and test values of each task (among two or more groups) are 
 
 Reading the runs (finding run dirs, :class:`RunResult`, :func:`load_result`) is :mod:`searnn.run_results`,
 whose names are re-exported here; the ``--stats`` and ``--test-against`` tables are :mod:`searnn.seed_tables`,
-``--paired-bs`` is :mod:`searnn.paired`, ``--diagnostics`` is :mod:`searnn.diagnostics_table`, ``--against`` is
-:mod:`searnn.headlines`.
+``--paired-bs`` is :mod:`searnn.paired`, ``--diagnostics`` is :mod:`searnn.diagnostics_table`, ``--winners`` is
+:mod:`searnn.winners_table`, ``--against`` is :mod:`searnn.headlines`.
 """
 
 from __future__ import annotations
@@ -370,6 +370,10 @@ def main(argv: list[str]) -> int:
                         help="also print the loss-smoothing training diagnostics of each row at its best epoch: "
                         "ground-truth mass of the token target, how often the model's top-1 is a similarity "
                         "neighbour, sampled distance and effective sample size (see searnn.diagnostics_table)")
+    parser.add_argument("--winners", action="store_true",
+                        help="also print the tuning read-out: per objective, the row with the best mean validation "
+                        "metric, the runner-up and margin, the winner's values of the options its rows vary, and "
+                        "whether it sits at the edge of a searched range (see searnn.winners_table)")
     parser.add_argument("--against", default=None, metavar="HEADLINES.json",
                         help="check the runs against the stated figures of a headlines file (see "
                         "searnn.headlines): print stated, today's and whether today's lies within the stated "
@@ -416,6 +420,11 @@ def main(argv: list[str]) -> int:
 
         diag, extra["diagnostics"] = diagnostics_table(groups)
         text += "\n\n" + diag + "\n\n" + DIAGNOSTICS_NOTE
+    if args.winners:
+        from searnn.winners_table import WINNERS_NOTE, winners_table
+
+        winners, extra["winners"] = winners_table(groups)
+        text += "\n\n" + winners + "\n\n" + WINNERS_NOTE
     if pending:
         text += f"\n\n{len(pending)} unfinished run(s) left out: " + ", ".join(str(p) for p in pending)
     print(text)
