@@ -27,6 +27,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from searnn.report import config_differences
+
 WINNERS_NOTE = (
     "winners: per objective (family), the row with the best mean validation metric (test not read); "
     "winner's values: the options that differ between the family's rows, with the winner's value and [the values "
@@ -49,16 +51,6 @@ def _fmt(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value)
-
-
-def varied_options(groups: Sequence[Any]) -> list[str]:
-    """Options whose value differs between the groups (each group's first run read; within a group only the
-    seed differs, as ``searnn report`` checks), sorted."""
-    from searnn.report import SAME_RUN_KEYS
-
-    configs = [g.runs[0].config for g in groups if g.runs and g.runs[0].config]
-    keys = sorted({k for c in configs for k in c} - SAME_RUN_KEYS)
-    return [k for k in keys if len({_key(c.get(k)) for c in configs}) > 1]
 
 
 def option_cell(option: str, winner: Any, groups: Sequence[Any]) -> tuple[str, bool]:
@@ -89,8 +81,11 @@ def winners_table(groups: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
         sign = -1.0 if members[0].lower_is_better else 1.0
         ranked = sorted(members, key=lambda g: -sign * _mean_valid(g))  # stable: grid order breaks ties
         best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+        # the options the family's rows vary (their first runs: within a row only the seed differs, as
+        # ``searnn report`` checks before this table)
+        varied = config_differences([g.runs[0] for g in members])
         cells, edges = [], []
-        for option in varied_options(members):
+        for option in varied:
             text, edge = option_cell(option, best, members)
             cells.append(text)
             if edge:
@@ -107,7 +102,7 @@ def winners_table(groups: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
             "family": objective, "task": task, "metric": metric, "rows": len(members), "winner": best.label,
             "valid": v1, "runner_up": second.label if second is not None else None, "runner_up_valid": v2,
             "margin": margin, "at_edge": edges,
-            "values": {o: best.runs[0].config.get(o) for o in varied_options(members)},
+            "values": {o: best.runs[0].config.get(o) for o in varied},
         })
     if not rows:
         return "(no row has a validation figure)", rows
