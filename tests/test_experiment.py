@@ -179,6 +179,30 @@ runs:
     assert fancy.train.run_dir == str(tmp_path / "out" / "fancy" / "seed1")
 
 
+def test_rows_share_options_through_yaml_merge_keys(tmp_path):
+    """README: rows whose objectives differ share a block through an anchor and `<<:`; a row's own keys win."""
+    path = write_grid(tmp_path, f"""\
+name: anchors
+out: {tmp_path / 'out'}
+base:
+  task: ocr
+runs:
+  - &s
+    name: kl50
+    objective: searnn
+    rollin: reference
+    kl_scale: 50
+  - {{<<: *s, name: kl200, kl_scale: 200}}
+  - {{name: mle, objective: mle}}
+""")
+    grid = experiment.load_grid(path)
+    assert grid.rows == ["kl50", "kl200", "mle"]
+    kl50, kl200, mle = (r.options for r in grid.runs)
+    assert kl200["objective"] == "searnn" and kl200["rollin"] == "reference"
+    assert (kl50["kl_scale"], kl200["kl_scale"]) == (50, 200)
+    assert mle["objective"] == "mle" and "rollin" not in mle
+
+
 def test_seed_field_in_string_options(tmp_path):
     path = write_grid(tmp_path, f"""\
 name: ws
