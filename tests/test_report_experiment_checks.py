@@ -53,6 +53,29 @@ def test_config_differences_against_a_brute_force_comparison(tmp_path):
     assert report.config_differences(runs) == expected == ["hidden", "lr"]
 
 
+def _capped_run(path: Path, seed: int, cap: int, trained: int, best: int, **options) -> report.RunResult:
+    """A finished run with epoch cap ``cap`` that trained ``trained`` epochs, best at ``best`` (early stop 3)."""
+    fake_run(path, seed, epochs=cap, early_stop=3, **options)
+    data = json.loads((path / "results.json").read_text())
+    data.update(epochs=trained, best_epoch=best)
+    (path / "results.json").write_text(json.dumps(data))
+    return report.load_result(path)
+
+
+@pytest.mark.parametrize(("trained", "best", "options", "same"), [
+    (16, 13, {}, True),                       # early-stopped at 16 < 25: a cap of 40 changes nothing
+    (25, 24, {}, False),                      # it reached its cap of 25: with 40 it might have gone on
+    (16, 15, {}, False),                      # ended before its cap without the early-stop condition
+    (16, 13, {"time_budget": 600.0}, False),  # a time budget may have cut it
+])
+def test_a_raised_epoch_cap_is_no_difference_when_the_smaller_cap_did_not_bind(tmp_path, trained, best,
+                                                                                 options, same):
+    small = _capped_run(tmp_path / "a", 1, 25, trained, best, **options)
+    large = _capped_run(tmp_path / "b", 2, 40, 26, 23, **options)
+    assert report.config_differences([small, large]) == ([] if same else ["epochs"])
+    assert report.config_differences([large, small]) == report.config_differences([small, large])
+
+
 GRID = """\
 name: warm
 out: {out}

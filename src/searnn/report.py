@@ -83,7 +83,8 @@ def config_differences(runs: Sequence[RunResult]) -> list[str]:
     """Option names whose values differ between ``runs`` (besides :data:`SAME_RUN_KEYS`), sorted.
 
     A string holding the run's own seed (``warm_start: runs/base/seed3`` for seed 3) is compared with the
-    seed replaced by ``{seed}``, as a grid's ``{seed}`` substitution writes it."""
+    seed replaced by ``{seed}``, as a grid's ``{seed}`` substitution writes it. ``epochs`` (the cap) does not
+    count as a difference when every run with a smaller cap than the largest stopped early before it."""
 
     def normalised(run: RunResult, key: str) -> Any:
         value = run.config.get(key)
@@ -93,7 +94,32 @@ def config_differences(runs: Sequence[RunResult]) -> list[str]:
 
     known = [r for r in runs if r.config]
     keys = sorted({k for r in known for k in r.config} - SAME_RUN_KEYS)
-    return [k for k in keys if len({json.dumps(normalised(r, k), sort_keys=True) for r in known}) > 1]
+    diffs = [k for k in keys if len({json.dumps(normalised(r, k), sort_keys=True) for r in known}) > 1]
+    if "epochs" in diffs and _same_training_under_largest_cap(known):
+        diffs.remove("epochs")
+    return diffs
+
+
+def _early_stopped(run: RunResult) -> bool:
+    """Whether early stopping, not the epoch cap, ended ``run``: it trained fewer epochs than its cap and its
+    last ``early_stop`` epochs brought no validation gain, so any larger cap would have stopped it at the same
+    epoch (runs with a ``time_budget`` are left out: the budget may have cut them)."""
+    cap, patience = run.config.get("epochs"), run.config.get("early_stop")
+    if run.config.get("time_budget") or not isinstance(cap, int) or not isinstance(patience, int) or patience < 1:
+        return False
+    if run.epochs is None or run.best_epoch is None:
+        return False
+    return run.epochs < cap and run.epochs - run.best_epoch >= patience
+
+
+def _same_training_under_largest_cap(runs: Sequence[RunResult]) -> bool:
+    """Runs that differ in their epoch cap trained as under the largest one when every run with a smaller cap
+    was stopped early before reaching it (a grid whose cap was raised while it ran, e.g. 25 -> 40)."""
+    caps = [r.config.get("epochs") for r in runs]
+    if not all(isinstance(c, int) for c in caps):
+        return False
+    largest = max(caps)
+    return all(_early_stopped(r) for r, c in zip(runs, caps, strict=True) if c < largest)
 
 
 def check_homogeneous(groups: Sequence[Group], group_by: str) -> None:
