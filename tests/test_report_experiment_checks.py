@@ -12,6 +12,7 @@ from searnn import experiment, report
 from searnn.cli import main as cli
 from searnn.config import build_config
 from searnn.errors import ConfigError, SearnnError
+from searnn.train import run
 
 
 def fake_run(run_dir: Path, seed: int, **options) -> Path:
@@ -74,6 +75,19 @@ def test_a_raised_epoch_cap_is_no_difference_when_the_smaller_cap_did_not_bind(t
     large = _capped_run(tmp_path / "b", 2, 40, 26, 23, **options)
     assert report.config_differences([small, large]) == ([] if same else ["epochs"])
     assert report.config_differences([large, small]) == report.config_differences([small, large])
+
+
+def test_the_trainer_and_the_report_share_the_early_stop_rule(tmp_path):
+    """A run that cannot improve (a vanishing learning rate) stops ``early_stop`` epochs after its first one, and
+    the report reads it as early-stopped (so raising its epoch cap would not have changed it)."""
+    run_dir = tmp_path / "run"
+    run(build_config({"task": "ocr", "limit_train": 64, "limit_valid": 16, "batch_size": 32, "hidden": 8,
+                      "emb_dim": 8, "tgt_emb_dim": 8, "progress": False, "checkpoint_minutes": 0.0,
+                      "lr": 1e-12, "epochs": 10, "early_stop": 2, "run_dir": str(run_dir)}))
+    result = report.load_result(run_dir)
+    assert (result.best_epoch, result.epochs) == (1, 3)
+    assert json.loads((run_dir / "results.json").read_text())["stopped"] == "no validation gain for 2 epochs"
+    assert report._early_stopped(result)
 
 
 GRID = """\

@@ -115,6 +115,13 @@ class TrainConfig:
             raise ConfigError("--len-norm-choices needs at least one value")
 
 
+def early_stop_due(epochs_done: int, best_epoch: int, patience: int) -> bool:
+    """The ``early_stop`` rule: after ``epochs_done`` epochs, with the best validation score at epoch
+    ``best_epoch`` (1-based), training stops when ``patience`` (> 0) epochs in a row brought no gain. The trainer
+    applies it; ``searnn report`` uses it to tell a run that early stopping ended from one its epoch cap ended."""
+    return patience > 0 and epochs_done - best_epoch >= patience
+
+
 def field_type(cls: type, f: dataclasses.Field) -> Any:
     """The resolved type of a dataclass field (handles ``from __future__ import annotations``)."""
     hints = typing.get_type_hints(cls)

@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from searnn.cliparse import CliParser
+from searnn.config import early_stop_due
 from searnn.errors import DataError, SearnnError
 from searnn.run_results import (
     METRICS_LOG,
@@ -109,7 +110,7 @@ def _early_stopped(run: RunResult) -> bool:
         return False
     if run.epochs is None or run.best_epoch is None:
         return False
-    return run.epochs < cap and run.epochs - run.best_epoch >= patience
+    return run.epochs < cap and early_stop_due(run.epochs, run.best_epoch, patience)
 
 
 def _same_training_under_largest_cap(runs: Sequence[RunResult]) -> bool:

@@ -25,7 +25,7 @@ import searnn
 from searnn import checkpoint as ckpt
 from searnn import distributed, precision
 from searnn.beam_test import beam_test
-from searnn.config import RunConfig
+from searnn.config import RunConfig, early_stop_due
 from searnn.data.batch import Batch, make_batches
 from searnn.data.registry import load_task
 from searnn.divergence import DivergenceGuard
@@ -266,7 +266,7 @@ class Trainer(Checkpointing):
             st.epoch, st.batch, st.sums, st.epoch_seconds = st.epoch + 1, 0, {}, 0.0
             if not finished:
                 st.stopped = f"time budget of {t.time_budget:g}s reached"
-            elif t.early_stop and st.epoch - st.best_epoch >= t.early_stop:
+            elif early_stop_due(st.epoch, st.best_epoch, t.early_stop):
                 st.stopped = f"no validation gain for {t.early_stop} epochs"
             self.save_last()
             if st.stopped:
