@@ -106,7 +106,7 @@ def _early_stopped(run: RunResult) -> bool:
     last ``early_stop`` epochs brought no validation gain, so any larger cap would have stopped it at the same
     epoch (runs with a ``time_budget`` are left out: the budget may have cut them)."""
     cap, patience = run.config.get("epochs"), run.config.get("early_stop")
-    if run.config.get("time_budget") or not isinstance(cap, int) or not isinstance(patience, int) or patience < 1:
+    if run.config.get("time_budget") or not isinstance(cap, int) or not isinstance(patience, int):
         return False
     if run.epochs is None or run.best_epoch is None:
         return False
