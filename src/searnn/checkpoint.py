@@ -150,6 +150,13 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (Path(run_dir) / LAST).exists() or (Path(run_dir) / LAST_PREV).exists()
 
 
+def records_only(run_dir: Path) -> bool:
+    """Whether a run directory holds a run's ``config.yaml`` and ``results.json`` but no checkpoint to resume
+    from (a run copied back from ``searnn experiment --archive``, or one whose checkpoints were deleted)."""
+    run_dir = Path(run_dir)
+    return (run_dir / CONFIG).exists() and (run_dir / RESULTS).exists() and not has_checkpoint(run_dir)
+
+
 def config_differences(old: RunConfig, new: RunConfig) -> list[str]:
     """Keys whose values differ between two configs, ignoring :data:`RESUMABLE_CHANGES`."""
     a, b = old.to_dict(), new.to_dict()

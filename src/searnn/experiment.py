@@ -9,6 +9,10 @@ This module holds the command (:func:`main`, :func:`print_plan` for ``--dry-run`
 ``--dry-run`` validates the grid and prints the plan (each run's status: done / resume / new) without
 launching or writing anything.
 
+``--only ROW[/seedK],...`` launches only the named runs, in the order given (a row alone names all its seeds);
+the table still covers every finished run of the grid. ``--archive DIR`` launches nothing: it copies the
+records of the finished runs, without checkpoints, to ``DIR`` (:mod:`searnn.archive`).
+
 Results
 -------
 
@@ -22,6 +26,7 @@ the grid file is kept as ``<out>/grid.yaml``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -100,6 +105,38 @@ def write_results(grid: Grid, failures: list[Failure]) -> str:
 # --------------------------------------------------------------------------------------------- command
 
 
+def select_runs(grid: Grid, only: str) -> Grid:
+    """The grid restricted to the runs ``--only`` names (``row`` or ``row/seedK``, comma-separated), in that
+    order, each once. An unknown row or seed is an error listing the valid ones, and so is a run whose
+    warm-start producer (another run of the grid) is neither finished nor named."""
+    by_label = {r.label: r for r in grid.runs}
+    chosen: list[PlannedRun] = []
+    for item in (part.strip() for part in only.split(",")):
+        if not item:
+            continue
+        row, _, seed = item.partition("/")
+        if row not in grid.seeds:
+            raise ConfigError(f"--only: no row {row!r} in {grid.path} (rows: {', '.join(grid.rows)})")
+        if not seed:
+            labels = [f"{row}/seed{s}" for s in grid.seeds[row]]
+        else:
+            label = f"{row}/{seed}" if seed.startswith("seed") else f"{row}/seed{seed}"
+            if label not in by_label:
+                valid = ", ".join(f"seed{s}" for s in grid.seeds[row])
+                raise ConfigError(f"--only: row {row!r} has no {seed!r} (its seeds: {valid})")
+            labels = [label]
+        chosen.extend(by_label[label] for label in labels if by_label[label] not in chosen)
+    if not chosen:
+        raise ConfigError("--only names no run")
+    producers = warm_start_producers(grid)
+    for run in chosen:
+        producer = producers.get(run.label)
+        if run.status == "new" and producer is not None and producer.status != "done" and producer not in chosen:
+            raise ConfigError(f"--only: {run.label} warm-starts from {producer.label}, which has not finished; "
+                              f"name it too (before {run.label})")
+    return dataclasses.replace(grid, runs=chosen)
+
+
 def print_plan(grid: Grid) -> None:
     """``--dry-run``: every run with its status and run dir, warm-start notes and problems, one run's command."""
     counts = {s: sum(r.status == s for r in grid.runs) for s in ("done", "resume", "new")}
@@ -140,6 +177,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", "-j", type=int, default=None, help="runs at once (default: the grid's jobs, or 1)")
     parser.add_argument("--dry-run", action="store_true", help="validate and print the plan; launch nothing")
     parser.add_argument("--out", default=None, help="root directory of the runs (default: the grid's out)")
+    parser.add_argument("--only", default=None, metavar="ROW[/seedK],...",
+                        help="launch only these runs, in this order (a row alone: all its seeds); the table "
+                        "still covers every finished run")
+    parser.add_argument("--archive", default=None, metavar="DIR",
+                        help="launch nothing: copy the finished runs' records (results, curves, test "
+                        "decodings, logs; no checkpoints) to DIR/<row>/seed<k>, which searnn report reads and "
+                        "which, copied back under the out dir, counts as done (see searnn.archive)")
     parser.add_argument("--launcher", choices=["local", "ray"], default="local",
                         help="local: subprocesses on this machine (default); ray: one task per run on a Ray "
                         "cluster (see searnn.ray_launcher; run dirs on a file system every node sees)")
@@ -160,8 +204,16 @@ def main(argv: list[str]) -> int:
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be >= 1, got {args.jobs}")
     grid = load_grid(args.grid, out=args.out, jobs=args.jobs)
+    if args.archive is not None:
+        if args.dry_run or args.only is not None:
+            raise ConfigError("--archive launches nothing: it goes without --dry-run and --only")
+        from searnn.archive import archive_grid, describe
+
+        print(describe(archive_grid(grid, args.archive), args.archive))
+        return 0
+    planned = grid if args.only is None else select_runs(grid, args.only)
     if args.dry_run:
-        print_plan(grid)
+        print_plan(planned)
         return 1 if warm_start_notes(grid)[1] else 0
     missing = warm_start_notes(grid)[1]
     if missing:
@@ -175,14 +227,14 @@ def main(argv: list[str]) -> int:
         if args.launcher == "ray":
             from searnn.ray_launcher import launch_ray
 
-            failures = launch_ray(grid, address=args.ray_address, cpus_per_run=cpus, gpus_per_run=gpus)
+            failures = launch_ray(planned, address=args.ray_address, cpus_per_run=cpus, gpus_per_run=gpus)
         else:
-            failures = launch(grid, grid.jobs)
+            failures = launch(planned, grid.jobs)
     print()
     print(write_results(grid, failures))
     print(f"(written to {grid.out / 'results.md'} and {grid.out / 'results.json'})")
     if failures:
-        print(f"{len(failures)} of {len(grid.runs)} runs failed:", file=sys.stderr)
+        print(f"{len(failures)} of {len(planned.runs)} runs failed:", file=sys.stderr)
         for f in failures:
             print(f"  {f.run.label}: {f.reason}\n    log: {f.log}", file=sys.stderr)
         print("fix the cause and run the same command again (finished runs are skipped)", file=sys.stderr)
@@ -193,5 +245,5 @@ def main(argv: list[str]) -> int:
 __all__ = [
     "GRID_DEFAULTS", "GRID_EXAMPLE", "LOG_FILE", "OPTIONS_FILE", "RESERVED", "ROW_KEYS", "SEED_FIELD", "TOP_KEYS",
     "Failure", "Grid", "PlannedRun", "collect", "launch", "load_grid", "main", "print_plan", "run_status",
-    "train_command", "warm_start_notes", "warm_start_producers", "write_results",
+    "select_runs", "train_command", "warm_start_notes", "warm_start_producers", "write_results",
 ]

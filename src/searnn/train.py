@@ -68,11 +68,16 @@ class Trainer(Checkpointing):
         self.task = load_task(t.task, cfg.task)
         if not self.task.train:
             raise SearnnError(f"task {t.task}: the training split is empty")
-        if not (Path(t.run_dir) / ckpt.LAST).exists():  # a resumed run no longer needs its warm start
+        records_only = ckpt.records_only(Path(t.run_dir))  # e.g. copied back from `searnn experiment --archive`
+        if not (Path(t.run_dir) / ckpt.LAST).exists() and not records_only:  # a resumed run no longer needs it
             check_warm_start(t.warm_start)
         self.model = build_model(cfg, self.task).to(self.device)
         distributed.broadcast_parameters(self.model)
         self.objective = OBJECTIVES[t.objective](cfg.objective, self.task)
+        if records_only and ckpt.finished_results(cfg, log) is None:
+            raise SearnnError(f"{t.run_dir} holds a run's results but no checkpoint ({ckpt.LAST}) to go on from, "
+                              "and those results do not cover this request (more epochs, another beam test); "
+                              "delete that directory to train again from scratch, or use another --run-dir")
         if self.dist.is_main:  # rank 0 alone writes the run dir; the others read it once it is ready
             self.run_dir, self.resuming = ckpt.prepare_run_dir(cfg)
         distributed.barrier("the run directory set-up")
@@ -80,16 +85,17 @@ class Trainer(Checkpointing):
             self.run_dir, self.resuming = Path(t.run_dir), ckpt.has_checkpoint(Path(t.run_dir))
         if self.resuming:
             check_vocabs(self.run_dir, self.task)
-        if self.dist.is_main:
+        if self.dist.is_main and not records_only:
             save_vocabs(self.run_dir, self.task)
         self.optimizer = make_optimizer(cfg, self.model)
         self.plateau = Plateau(self.optimizer, t.lr_decay, t.lr_patience, t.min_lr)
         self.state = LoopState()
         self.guard = DivergenceGuard()
-        self.finished: dict[str, Any] | None = ckpt.finished_results(cfg, log) if self.resuming else None
+        self.finished: dict[str, Any] | None = (
+            ckpt.finished_results(cfg, log) if self.resuming or records_only else None)
         if self.resuming and self.finished is None:
             self.load_last()
-        elif t.warm_start:
+        elif t.warm_start and self.finished is None:
             self.warm_start(Path(t.warm_start))
 
     # -- the loop ----------------------------------------------------------------------------------
