@@ -9,29 +9,17 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
-from searnn import launch
 from searnn.archive import is_record
 from searnn.cli import main as cli
 from searnn.errors import SearnnError
 from searnn.grid import load_grid
 from searnn.train import run
-from test_experiment import FAKE_TRAIN, GRID, write_grid
+from test_experiment import GRID, fake_train, write_grid  # noqa: F401  (fake_train: the fixture, used by name)
 from test_train import small
-
-
-@pytest.fixture
-def fake_train(tmp_path, monkeypatch):
-    """`searnn train` subprocesses replaced by test_experiment.py's fake trainer."""
-    script = tmp_path / "fake_train.py"
-    script.write_text(FAKE_TRAIN)
-    monkeypatch.setattr(launch, "train_command", lambda options: [sys.executable, str(script), str(options)])
-    return script
-
 
 CHECKPOINT_FILES = ("best.pt", "last.pt", "last.prev.pt", "vocab.json", "train.lock")
 
@@ -56,7 +44,8 @@ def test_is_record():
         assert not is_record(Path(name)), name
 
 
-def test_archive_copies_finished_records_and_restores_as_done(tmp_path, fake_train, capsys):
+@pytest.mark.usefixtures("fake_train")
+def test_archive_copies_finished_records_and_restores_as_done(tmp_path, capsys):
     path, out = finished_grid(tmp_path)
     (out / "b" / "seed3" / "results.json").unlink()  # b/seed3 looks interrupted: not archived
     capsys.readouterr()
@@ -91,7 +80,8 @@ def test_archive_copies_finished_records_and_restores_as_done(tmp_path, fake_tra
     assert not (archive / "a" / "seed1" / "test_hyps.txt").exists()
 
 
-def test_archive_refuses_the_out_dir_and_other_flags(tmp_path, fake_train, capsys):
+@pytest.mark.usefixtures("fake_train")
+def test_archive_refuses_the_out_dir_and_other_flags(tmp_path, capsys):
     path, out = finished_grid(tmp_path)
     capsys.readouterr()
     assert cli(["experiment", str(path), "--archive", str(out)]) == 1
@@ -105,7 +95,8 @@ def _launched(out: Path) -> list[str]:
     return sorted(str(p.parent.relative_to(out)) for p in out.glob("*/seed*/results.json"))
 
 
-def test_only_launches_the_named_runs_in_order(tmp_path, fake_train, capsys):
+@pytest.mark.usefixtures("fake_train")
+def test_only_launches_the_named_runs_in_order(tmp_path, capsys):
     out = tmp_path / "runs"
     path = write_grid(tmp_path, GRID.format(out=out).replace("jobs: 2", "jobs: 1"))
     assert cli(["experiment", str(path), "--only", "b/seed3, a"]) == 0
