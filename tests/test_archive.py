@@ -80,6 +80,20 @@ def test_archive_copies_finished_records_and_restores_as_done(tmp_path, capsys):
     assert not (archive / "a" / "seed1" / "test_hyps.txt").exists()
 
 
+def test_archive_before_any_run_finished(tmp_path, capsys):
+    """A grid just started (its out dir holds only grid.yaml): the archive is made, with no runs in it."""
+    out = tmp_path / "runs"
+    path = write_grid(tmp_path, GRID.format(out=out))
+    out.mkdir()
+    (out / "grid.yaml").write_text(path.read_text())
+    archive = tmp_path / "results" / "archive"
+    assert cli(["experiment", str(path), "--archive", str(archive)]) == 0
+    printed = capsys.readouterr().out
+    assert "archived 0 finished runs" in printed and "not archived: a/seed1 (not finished: new)" in printed
+    assert (archive / "grid.yaml").read_text() == path.read_text()
+    assert not list(archive.glob("*/seed*"))
+
+
 @pytest.mark.usefixtures("fake_train")
 def test_archive_refuses_the_out_dir_and_other_flags(tmp_path, capsys):
     path, out = finished_grid(tmp_path)

@@ -69,6 +69,7 @@ def archive_grid(grid: Grid, dest: str | Path) -> ArchiveReport:
                     report.files += 1
                     report.bytes += src.stat().st_size
             report.copied.append(run.label)
+        dest.mkdir(parents=True, exist_ok=True)
         for name in GRID_FILES:
             if (grid.out / name).is_file():
                 shutil.copy2(grid.out / name, dest / name)
