@@ -26,6 +26,7 @@ def test_code_version_names_commit_torch_and_device():
     info = code_version("cpu")
     assert info["torch_version"] == torch.__version__ and info["searnn_version"] == searnn.__version__
     assert info["device"] == "cpu"
+    assert isinstance(info["hardware"], str) and info["hardware"] and info["hardware"] != "cpu"
     commit, dirty = git_version()
     assert info["git_commit"] == commit == _git_head()  # this test suite runs from a checkout
     assert isinstance(dirty, bool)

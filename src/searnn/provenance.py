@@ -1,15 +1,18 @@
-"""Provenance: which code, torch and device produced a result.
+"""Provenance: which code, torch, device and processor produced a result.
 
 Every ``results.json`` and every ``metrics.jsonl`` record carries :func:`code_version`'s dict, so a table
 can say which commit made it and ``searnn report`` can warn when one table mixes code versions (a change
 that only moves float rounding can move a 40-epoch result by more than the seed spread; see
 ``RESULTS.md``). The git commit is read from the checkout the package runs from, without running git when
-it is not installed: a package installed from a wheel reports its version only.
+it is not installed: a package installed from a wheel reports its version only. The processor
+(``hardware``) is recorded because float rounding, and with it a long run's trajectory, can differ between
+CPU models (or GPUs) running the same code and seed; it is reported, not compared.
 """
 
 from __future__ import annotations
 
 import functools
+import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,8 @@ import torch
 import searnn
 
 VERSION_KEYS = ("searnn_version", "git_commit", "git_dirty", "torch_version")
-"""The keys of :func:`code_version` that identify the code (the device is reported, not compared)."""
+"""The keys of :func:`code_version` that identify the code (the device and hardware are reported, not
+compared)."""
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -48,9 +52,30 @@ def git_version() -> tuple[str | None, bool | None]:
     return commit, bool(status) if status is not None else None
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``; elsewhere :func:`platform.processor`), or ``"unknown"``."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip() or "unknown"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def hardware(device: str | torch.device | None = None) -> str:
+    """What ran the numbers: the GPU's name for a CUDA device, the CPU model otherwise."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    if dev.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(dev)
+    return cpu_model()
+
+
 def code_version(device: str | torch.device | None = None) -> dict[str, Any]:
-    """``{"searnn_version", "git_commit", "git_dirty", "torch_version", "device"}``; the git fields are
-    ``None`` outside a checkout."""
+    """``{"searnn_version", "git_commit", "git_dirty", "torch_version", "device", "hardware"}``; the git
+    fields are ``None`` outside a checkout."""
     commit, dirty = git_version()
     return {
         "searnn_version": searnn.__version__,
@@ -58,6 +83,7 @@ def code_version(device: str | torch.device | None = None) -> dict[str, Any]:
         "git_dirty": dirty,
         "torch_version": torch.__version__,
         "device": str(device) if device is not None else None,
+        "hardware": hardware(device),
     }
 
 
