@@ -66,6 +66,7 @@ def test_report_warns_when_a_table_mixes_versions(tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 0
     out = capsys.readouterr()
     assert "Code: 1111111 torch 2.13.0." in out.out and "Warning" not in out.err
+    assert "Hardware" not in out.out  # not recorded by these runs
     _fake_run(tmp_path / "row" / "seed3", 3, {**base, "git_commit": "2222222bbbb"})
     _fake_run(tmp_path / "row" / "seed4", 4, None)
     assert report.main([str(tmp_path), "--out", str(tmp_path / "t.json")]) == 0
@@ -74,3 +75,15 @@ def test_report_warns_when_a_table_mixes_versions(tmp_path, capsys):
     rows = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert rows[0]["versions"] == [["1111111 torch 2.13.0"], ["1111111 torch 2.13.0"],
                                    ["2222222 torch 2.13.0"], ["unknown"]]
+
+
+def test_report_names_the_hardware(tmp_path, capsys):
+    base = {"searnn_version": "0.1.0", "git_commit": "1111111aaaa", "git_dirty": False, "torch_version": "2.13.0",
+            "device": "cpu"}
+    _fake_run(tmp_path / "row" / "seed1", 1, {**base, "hardware": "CPU A"})
+    _fake_run(tmp_path / "row" / "seed2", 2, {**base, "hardware": "CPU A"})
+    assert report.main([str(tmp_path)]) == 0
+    assert "Code: 1111111 torch 2.13.0. Hardware: CPU A." in capsys.readouterr().out
+    _fake_run(tmp_path / "row" / "seed3", 3, {**base, "hardware": "CPU B"})
+    assert report.main([str(tmp_path)]) == 0
+    assert "Hardware: CPU A (2 runs); CPU B (1 run)." in capsys.readouterr().out

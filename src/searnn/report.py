@@ -341,12 +341,25 @@ TABLE_NOTE = (
 
 def versions_note(groups: Sequence[Group]) -> str:
     """One line naming the code versions of the runs in a table, with a warning when there are several (a
-    change that only moves float rounding can move a long run by more than the seed spread)."""
+    change that only moves float rounding can move a long run by more than the seed spread), and the
+    hardware that ran them when recorded (with the number of runs on each when it differs: the same code and
+    seed can follow another path on another CPU model)."""
     versions = list(dict.fromkeys(v for g in groups for r in g.runs for v in r.versions))
     if len(versions) <= 1:
-        return f"Code: {versions[0] if versions else 'unknown'}."
-    return (f"Warning: this table mixes {len(versions)} code versions ({'; '.join(versions)}): rows may not "
-            "be comparable; rerun them with one version.")
+        note = f"Code: {versions[0] if versions else 'unknown'}."
+    else:
+        note = (f"Warning: this table mixes {len(versions)} code versions ({'; '.join(versions)}): rows may "
+                "not be comparable; rerun them with one version.")
+    counts: dict[str, int] = {}
+    for g in groups:
+        for r in g.runs:
+            if r.hardware is not None:
+                counts[r.hardware] = counts.get(r.hardware, 0) + 1
+    if len(counts) == 1:
+        note += f" Hardware: {next(iter(counts))}."
+    elif counts:
+        note += " Hardware: " + "; ".join(f"{name} ({n} run{'' if n == 1 else 's'})" for name, n in counts.items()) + "."
+    return note
 
 
 def report_json(groups: Sequence[Group], group_by: str, **extra: Any) -> dict[str, Any]:

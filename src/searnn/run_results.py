@@ -144,6 +144,8 @@ class RunResult:
     versions: tuple[str, ...] = ()
     """The code versions that trained and evaluated the run (:func:`searnn.provenance.short_version`);
     ``("unknown",)`` for runs written before versions were recorded."""
+    hardware: str | None = None
+    """The processor that evaluated the run (``results.json`` ``code.hardware``); ``None`` when not recorded."""
     beam_valid: float | None = None
     beam_test: float | None = None
     """``results.json``'s ``test_beam`` (``--test-beam K``): validation at the chosen len_norm, and test."""
@@ -199,6 +201,7 @@ def load_result(run_dir: str | Path) -> RunResult:
         train_seconds=_number(data.get("train_seconds")),
         config=_flat_config(data.get("config")),
         versions=run_versions(data),
+        hardware=_hardware(data),
         beam_valid=_metric_value(beam.get("valid"), metric),
         beam_test=_metric_value(beam.get("test"), metric),
         eval_data=evaluation_data(data.get("config")),
@@ -267,6 +270,12 @@ def epoch_records(run_dir: str | Path) -> dict[int, dict[str, Any]]:
             raise DataError(f"{path}:{lineno}: expected an epoch record with `epoch` and `valid_<metric>`")
         records[int(rec["epoch"])] = rec
     return records
+
+
+def _hardware(data: dict[str, Any]) -> str | None:
+    code = data.get("code")
+    value = code.get("hardware") if isinstance(code, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def run_versions(data: dict[str, Any]) -> tuple[str, ...]:
