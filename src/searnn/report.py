@@ -358,7 +358,8 @@ def versions_note(groups: Sequence[Group]) -> str:
     if len(counts) == 1:
         note += f" Hardware: {next(iter(counts))}."
     elif counts:
-        note += " Hardware: " + "; ".join(f"{name} ({n} run{'' if n == 1 else 's'})" for name, n in counts.items()) + "."
+        parts = [f"{name} ({n} run{'' if n == 1 else 's'})" for name, n in counts.items()]
+        note += " Hardware: " + "; ".join(parts) + "."
     return note
 
 
