@@ -55,6 +55,7 @@ def archive_grid(grid: Grid, dest: str | Path) -> ArchiveReport:
         raise ConfigError(f"--archive {dest}: that is the grid's out directory; name another directory")
     report = ArchiveReport()
     try:
+        dest.mkdir(parents=True, exist_ok=True)
         for run in grid.runs:
             if run.status != "done":
                 report.left_out.append((run.label, run.status))
@@ -69,7 +70,6 @@ def archive_grid(grid: Grid, dest: str | Path) -> ArchiveReport:
                     report.files += 1
                     report.bytes += src.stat().st_size
             report.copied.append(run.label)
-        dest.mkdir(parents=True, exist_ok=True)
         for name in GRID_FILES:
             if (grid.out / name).is_file():
                 shutil.copy2(grid.out / name, dest / name)

@@ -41,6 +41,7 @@ import json
 import math
 import re
 import sys
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,11 +351,7 @@ def versions_note(groups: Sequence[Group]) -> str:
     else:
         note = (f"Warning: this table mixes {len(versions)} code versions ({'; '.join(versions)}): rows may "
                 "not be comparable; rerun them with one version.")
-    counts: dict[str, int] = {}
-    for g in groups:
-        for r in g.runs:
-            if r.hardware is not None:
-                counts[r.hardware] = counts.get(r.hardware, 0) + 1
+    counts = Counter(r.hardware for g in groups for r in g.runs if r.hardware is not None)
     if len(counts) == 1:
         note += f" Hardware: {next(iter(counts))}."
     elif counts:
