@@ -32,7 +32,8 @@ The best mean valid and test values of each task (among two or more groups) are 
 Reading the runs (finding run dirs, :class:`RunResult`, :func:`load_result`) is :mod:`searnn.run_results`,
 whose names are re-exported here; the ``--stats`` and ``--test-against`` tables are :mod:`searnn.seed_tables`,
 ``--paired-bs`` is :mod:`searnn.paired`, ``--diagnostics`` is :mod:`searnn.diagnostics_table`, ``--winners`` is
-:mod:`searnn.winners_table`, ``--against`` is :mod:`searnn.headlines`.
+:mod:`searnn.winners_table`, ``--at-epochs`` / ``--at-seconds`` are :mod:`searnn.budget_table`, ``--against`` is
+:mod:`searnn.headlines`.
 """
 
 from __future__ import annotations
@@ -412,6 +413,12 @@ def main(argv: list[str]) -> int:
                         help="also print the tuning read-out: per objective, the row with the best mean validation "
                         "metric, the runner-up and margin, the winner's values of the options its rows vary, and "
                         "whether it sits at the edge of a searched range (see searnn.winners_table)")
+    parser.add_argument("--at-epochs", default=None, metavar="E,...", dest="at_epochs",
+                        help="also compare the rows at equal epochs: each run's best validation metric within its "
+                        "first E epochs, mean ± std over seeds, one column per budget (see searnn.budget_table)")
+    parser.add_argument("--at-seconds", default=None, metavar="S,...", dest="at_seconds",
+                        help="also compare the rows at equal training time: each run's best validation metric "
+                        "among the epochs that ended within S seconds of training (evaluation excluded)")
     parser.add_argument("--against", default=None, metavar="HEADLINES.json",
                         help="check the runs against the stated figures of a headlines file (see "
                         "searnn.headlines): print stated, today's and whether today's lies within the stated "
@@ -463,6 +470,12 @@ def main(argv: list[str]) -> int:
 
         winners, extra["winners"] = winners_table(groups)
         text += "\n\n" + winners + "\n\n" + WINNERS_NOTE
+    if args.at_epochs or args.at_seconds:
+        from searnn.budget_table import BUDGET_NOTE, budget_table, parse_budgets
+
+        budgets, extra["budgets"] = budget_table(groups, parse_budgets(args.at_epochs, "--at-epochs"),
+                                                 parse_budgets(args.at_seconds, "--at-seconds"))
+        text += "\n\n" + budgets + "\n\n" + BUDGET_NOTE
     if pending:
         text += f"\n\n{len(pending)} unfinished run(s) left out: " + ", ".join(str(p) for p in pending)
     print(text)
