@@ -7,11 +7,17 @@ that only moves float rounding can move a 40-epoch result by more than the seed 
 it is not installed: a package installed from a wheel reports its version only. The processor
 (``hardware``) is recorded because float rounding, and with it a long run's trajectory, can differ between
 CPU models (or GPUs) running the same code and seed; it is reported, not compared.
+
+Commits that differ only in the modules that read, label or tabulate finished runs (:data:`REPORTING_MODULES`)
+train and evaluate identically. :func:`training_code_digest` fingerprints the rest of the package (every other
+``src/searnn/**/*.py`` by its git blob hash, so the digest of a clean checkout equals that of its commit's
+tree, :func:`training_code_at`), and ``searnn report`` treats runs from such commits as one code version.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import platform
 import subprocess
 from pathlib import Path
@@ -24,6 +30,15 @@ import searnn
 VERSION_KEYS = ("searnn_version", "git_commit", "git_dirty", "torch_version")
 """The keys of :func:`code_version` that identify the code (the device and hardware are reported, not
 compared)."""
+
+
+REPORTING_MODULES = frozenset({
+    "archive.py", "budget_table.py", "diagnostics_table.py", "headlines.py", "paired.py", "plot.py",
+    "provenance.py", "report.py", "run_results.py", "seed_tables.py", "significance.py", "winners_table.py",
+})
+"""Modules of ``src/searnn/`` that only read, label or tabulate finished runs (reports, plots, archives,
+significance tests, this provenance record): no number a run computes depends on them, so the training-code
+digest leaves them out."""
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
@@ -73,14 +88,56 @@ def hardware(device: str | torch.device | None = None) -> str:
     return cpu_model()
 
 
+def _digest(entries: list[tuple[str, str]]) -> str:
+    """12-hex digest of ``(path relative to src/searnn, git blob sha1)`` pairs, reporting modules left out."""
+    kept = sorted((path, blob) for path, blob in entries
+                  if path.endswith(".py") and path not in REPORTING_MODULES)
+    return hashlib.sha256("\n".join(f"{blob} {path}" for path, blob in kept).encode()).hexdigest()[:12]
+
+
+def _blob_sha1(data: bytes) -> str:
+    """The id git gives a file's content (``git hash-object``)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def training_code_digest(package: Path | None = None) -> str:
+    """Fingerprint of the training code this package runs (or the package directory ``package``): its ``.py``
+    files less :data:`REPORTING_MODULES`, read from disk (so a wheel install and a dirty checkout have one too)."""
+    root = package if package is not None else Path(searnn.__file__).resolve().parent
+    entries = [(path.relative_to(root).as_posix(), _blob_sha1(path.read_bytes())) for path in root.rglob("*.py")]
+    return _digest(entries)
+
+
+@functools.lru_cache(maxsize=64)
+def training_code_at(commit: str, checkout: Path | None = None) -> str | None:
+    """:func:`training_code_digest` of ``commit`` (a full or abbreviated hash) in the checkout this package runs
+    from (or the git checkout ``checkout``), or ``None`` when there is no checkout, no git or no such commit."""
+    src = checkout if checkout is not None else Path(searnn.__file__).resolve().parent
+    root = _git(["rev-parse", "--show-toplevel"], src)
+    if root is None or not all(c in "0123456789abcdef" for c in commit.lower()) or len(commit) < 7:
+        return None
+    listing = _git(["ls-tree", "-r", f"{commit}^{{commit}}", "--", "src/searnn"], Path(root))
+    if not listing:
+        return None
+    entries = []
+    for line in listing.splitlines():
+        meta, _, path = line.partition("\t")
+        parts = meta.split()
+        if len(parts) == 3 and parts[1] == "blob" and path.startswith("src/searnn/"):
+            entries.append((path[len("src/searnn/"):], parts[2]))
+    return _digest(entries) if entries else None
+
+
 def code_version(device: str | torch.device | None = None) -> dict[str, Any]:
-    """``{"searnn_version", "git_commit", "git_dirty", "torch_version", "device", "hardware"}``; the git
-    fields are ``None`` outside a checkout."""
+    """``{"searnn_version", "git_commit", "git_dirty", "training_code", "torch_version", "device",
+    "hardware"}``; the git fields are ``None`` outside a checkout; ``training_code``: :func:`training_code_digest`."""
     commit, dirty = git_version()
     return {
         "searnn_version": searnn.__version__,
         "git_commit": commit,
         "git_dirty": dirty,
+        "training_code": training_code_digest(),
         "torch_version": torch.__version__,
         "device": str(device) if device is not None else None,
         "hardware": hardware(device),

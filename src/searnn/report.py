@@ -347,8 +347,13 @@ def versions_note(groups: Sequence[Group]) -> str:
     hardware that ran them when recorded (with the number of runs on each when it differs: the same code and
     seed can follow another path on another CPU model)."""
     versions = list(dict.fromkeys(v for g in groups for r in g.runs for v in r.versions))
+    digests = {v: d for g in groups for r in g.runs for v, d in r.training_code.items()}
+    same = {(digests.get(v), v.partition(" torch ")[2]) for v in versions}
     if len(versions) <= 1:
         note = f"Code: {versions[0] if versions else 'unknown'}."
+    elif len(same) == 1 and None not in next(iter(same)):
+        note = (f"Code: {len(versions)} commits with the same training code (digest {next(iter(same))[0]}; they "
+                f"differ only in reporting modules): {'; '.join(versions)}.")
     else:
         note = (f"Warning: this table mixes {len(versions)} code versions ({'; '.join(versions)}): rows may "
                 "not be comparable; rerun them with one version.")
@@ -441,7 +446,7 @@ def main(argv: list[str]) -> int:
     table = markdown_table(groups, args.group_by)
     pending = unfinished_runs(args.paths)
     text = table + "\n\n" + TABLE_NOTE + "\n\n" + versions_note(groups)
-    if len({v for g in groups for r in g.runs for v in r.versions}) > 1:
+    if versions_note(groups).startswith("Warning"):
         print(versions_note(groups), file=sys.stderr)
     extra: dict[str, Any] = {}
     if args.stats:

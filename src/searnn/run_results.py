@@ -144,6 +144,9 @@ class RunResult:
     versions: tuple[str, ...] = ()
     """The code versions that trained and evaluated the run (:func:`searnn.provenance.short_version`);
     ``("unknown",)`` for runs written before versions were recorded."""
+    training_code: dict[str, str | None] = field(default_factory=dict)
+    """Each of ``versions`` -> its training-code digest (:func:`searnn.provenance.training_code_digest`, recorded
+    or read from git for a clean commit; ``None`` when neither is possible)."""
     hardware: str | None = None
     """The processor that evaluated the run (``results.json`` ``code.hardware``); ``None`` when not recorded."""
     beam_valid: float | None = None
@@ -201,6 +204,7 @@ def load_result(run_dir: str | Path) -> RunResult:
         train_seconds=_number(data.get("train_seconds")),
         config=_flat_config(data.get("config")),
         versions=run_versions(data),
+        training_code=run_training_code(data),
         hardware=_hardware(data),
         beam_valid=_metric_value(beam.get("valid"), metric),
         beam_test=_metric_value(beam.get("test"), metric),
@@ -292,8 +296,25 @@ def run_versions(data: dict[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(labels)) or ("unknown",)
 
 
+def run_training_code(data: dict[str, Any]) -> dict[str, str | None]:
+    """Each code version of :func:`run_versions` -> its training-code digest: the one recorded in ``code`` for the
+    version that evaluated the run, else that of the label's commit in this checkout (``None`` for a dirty or
+    commit-less version, or a commit this checkout does not have)."""
+    from searnn.provenance import short_version, training_code_at
+
+    recorded: dict[str, str] = {}
+    code = data.get("code")
+    if isinstance(code, dict) and isinstance(code.get("training_code"), str):
+        recorded[short_version(code)] = code["training_code"]
+    out: dict[str, str | None] = {}
+    for label in run_versions(data):
+        commit = label.split(" ", 1)[0]
+        out[label] = recorded.get(label) or (None if "+" in commit else training_code_at(commit))
+    return out
+
+
 __all__ = [
     "METRICS_LOG", "RESULTS", "RUN_MARKER", "SPLITS", "TRAINING_DATA_KEYS", "RunResult", "epoch_records",
     "evaluation_data", "find_run_dirs", "is_run_results", "load_result", "natural_key", "read_marker", "row_label",
-    "run_versions", "select_split", "unfinished_runs",
+    "run_training_code", "run_versions", "select_split", "unfinished_runs",
 ]
