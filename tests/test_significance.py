@@ -171,6 +171,27 @@ def test_headline_check_within_outside_and_missing(tmp_path, capsys):
     assert cli(["report", str(tmp_path / "runs"), "--against", str(path)]) == 0
 
 
+def test_headline_check_reads_the_beam_test_when_asked(tmp_path, capsys):
+    """``split: test_beam`` is checked against the beam-search test figure, not the greedy one; a run without a
+    beam test has no figure for it."""
+    finished(tmp_path / "runs" / "mle" / "seed1", "mle", 1, 30.0)
+    results = tmp_path / "runs" / "mle" / "seed1" / "results.json"
+    data = json.loads(results.read_text())
+    data["test_beam"] = {"beam": 3, "len_norm": 1.0, "valid": {"cer": 2.0}, "test": {"cer": 31.5}}
+    results.write_text(json.dumps(data))
+    finished(tmp_path / "runs" / "kl" / "seed1", "kl", 1, 30.0)
+    stated = {"mean": 31.0, "std": 0.4, "n": 3, "commit": "abcdef0123"}
+    entries = [{"name": "greedy", "row": "mle", "split": "test", "stated": stated},
+               {"name": "beam", "row": "mle", "split": "test_beam", "stated": stated},
+               {"name": "beam kl", "row": "kl", "split": "test_beam", "stated": stated}]
+    path = headlines_file(tmp_path / "h.json", entries)
+    assert cli(["report", str(tmp_path / "runs"), "--against", str(path)]) == 1
+    text = capsys.readouterr().out
+    assert "| greedy | mle | 31.00 ± 0.40 (3, abcdef0) | 30.20–31.80 | 30.00 (1) | NO |" in text
+    assert "| beam | mle | 31.00 ± 0.40 (3, abcdef0) | 30.20–31.80 | 31.50 (1) | yes |" in text
+    assert "| beam kl | kl | 31.00 ± 0.40 (3, abcdef0) | 30.20–31.80 | no finished run | MISSING |" in text
+
+
 @pytest.mark.parametrize("entries, top, message", [
     ([{"name": "a", "row": "r", "stated": {"mean": 1.0, "n": 1}}], {}, "needs a \"tolerance\""),
     ([{"name": "a", "row": "r", "stated": {"mean": "x", "std": 1, "n": 2}}], {}, "must be a finite number"),

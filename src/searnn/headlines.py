@@ -15,8 +15,9 @@ README and RESULTS.md state, each with the grid row that re-creates it
       ]
     }
 
-For each headline, today's figure is the mean over the finished runs of that row found under the given run
-directories (usually seed 1 alone). It lies *within the stated spread* when
+``split`` is ``valid`` or ``test`` (greedy decoding, the default) or ``test_beam`` (the beam-search test of a run
+trained with ``--test-beam K``). For each headline, today's figure is the mean over the finished runs of that row
+found under the given run directories (usually seed 1 alone). It lies *within the stated spread* when
 ``|today - stated mean| <= tolerance``, where the tolerance is ``sigmas`` (default 2) times the stated sample
 standard deviation, or the entry's own ``tolerance`` (required when the stated figure has a single seed, so
 no spread of its own: say where it comes from in ``tolerance_from``). With 2 standard deviations a correct
@@ -42,12 +43,15 @@ if TYPE_CHECKING:
 _TOP_KEYS = {"about", "grid", "sigmas", "headlines"}
 _ENTRY_KEYS = {"name", "row", "split", "stated", "where", "tolerance", "tolerance_from"}
 _STATED_KEYS = {"mean", "std", "n", "seeds", "commit"}
-SPLITS = ("valid", "test")
+SPLITS = ("valid", "test", "test_beam")
+"""A headline's ``split``: the greedy validation or test figure, or the beam-search test (``--test-beam K``)."""
+
+_FIELDS = {"valid": "valid", "test": "test", "test_beam": "beam_test"}
 
 
 @dataclass(frozen=True)
 class Headline:
-    """One stated figure: ``row`` of the headlines grid, ``split`` valid or test, ``mean`` (± ``std`` over
+    """One stated figure: ``row`` of the headlines grid, ``split`` one of :data:`SPLITS`, ``mean`` (± ``std`` over
     ``n`` seeds) as stated at ``commit``; ``tolerance``: the allowed distance of today's figure."""
 
     name: str
@@ -147,7 +151,7 @@ def check(headlines: list[Headline], groups: list[Group]) -> list[Check]:
     out = []
     for h in headlines:
         g = by_row.get(h.row)
-        values = [] if g is None else [(r.seed, getattr(r, h.split)) for r in g.runs]
+        values = [] if g is None else [(r.seed, getattr(r, _FIELDS[h.split])) for r in g.runs]
         values = [(s, v) for s, v in values if v is not None]
         today = sum(v for _, v in values) / len(values) if values else None
         out.append(Check(h, today, tuple(s for s, _ in values)))
