@@ -88,13 +88,15 @@ def test_summary_median_and_range():
 
 
 def finished(run_dir: Path, row: str, seed: int, test: float, valid: float = 1.0,
-             config: dict | None = None) -> None:
+             config: dict | None = None, beam_test: float | None = None) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     results = {"task": "ocr", "objective": "mle", "metric": "cer", "lower_is_better": True,
                "valid": {"cer": valid}, "test": {"cer": test}, "best_epoch": 2, "epochs": 3,
                "seconds_per_epoch": 1.0, "train_seconds": 3.0, "seed": seed}
     if config is not None:
         results["config"] = config
+    if beam_test is not None:
+        results["test_beam"] = {"beam": 3, "len_norm": 1.0, "valid": {"cer": valid}, "test": {"cer": beam_test}}
     (run_dir / "results.json").write_text(json.dumps(results))
     (run_dir / "grid_run.json").write_text(json.dumps({"row": row, "seed": seed}))
 
@@ -174,11 +176,7 @@ def test_headline_check_within_outside_and_missing(tmp_path, capsys):
 def test_headline_check_reads_the_beam_test_when_asked(tmp_path, capsys):
     """``split: test_beam`` is checked against the beam-search test figure, not the greedy one; a run without a
     beam test has no figure for it."""
-    finished(tmp_path / "runs" / "mle" / "seed1", "mle", 1, 30.0)
-    results = tmp_path / "runs" / "mle" / "seed1" / "results.json"
-    data = json.loads(results.read_text())
-    data["test_beam"] = {"beam": 3, "len_norm": 1.0, "valid": {"cer": 2.0}, "test": {"cer": 31.5}}
-    results.write_text(json.dumps(data))
+    finished(tmp_path / "runs" / "mle" / "seed1", "mle", 1, 30.0, beam_test=31.5)
     finished(tmp_path / "runs" / "kl" / "seed1", "kl", 1, 30.0)
     stated = {"mean": 31.0, "std": 0.4, "n": 3, "commit": "abcdef0123"}
     entries = [{"name": "greedy", "row": "mle", "split": "test", "stated": stated},

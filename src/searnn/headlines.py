@@ -43,10 +43,10 @@ if TYPE_CHECKING:
 _TOP_KEYS = {"about", "grid", "sigmas", "headlines"}
 _ENTRY_KEYS = {"name", "row", "split", "stated", "where", "tolerance", "tolerance_from"}
 _STATED_KEYS = {"mean", "std", "n", "seeds", "commit"}
-SPLITS = ("valid", "test", "test_beam")
-"""A headline's ``split``: the greedy validation or test figure, or the beam-search test (``--test-beam K``)."""
-
 _FIELDS = {"valid": "valid", "test": "test", "test_beam": "beam_test"}
+"""A headline's ``split`` -> the :class:`searnn.run_results.RunResult` field that holds today's figure."""
+SPLITS = tuple(_FIELDS)
+"""A headline's ``split``: the greedy validation or test figure, or the beam-search test (``--test-beam K``)."""
 
 
 @dataclass(frozen=True)
