@@ -28,7 +28,7 @@ bench: install
 	$(PYTHON) benchmarks/bench_searnn_speed.py
 
 # seed 1 of every README headline row with today's code, checked against the stated figures
-# (about 8.5 core-hours, 4.3 hours on 2 cores; configs/experiments/headlines.yaml, RESULTS-headlines.json)
+# (about 9.3 core-hours, 4.7 hours on 2 cores; configs/experiments/headlines.yaml, RESULTS-headlines.json)
 reproduce: install
 	$(PYTHON) -m searnn.cli experiment configs/experiments/headlines.yaml --jobs 2
 	$(PYTHON) -m searnn.cli report runs/headlines --against RESULTS-headlines.json
